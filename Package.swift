@@ -1,0 +1,149 @@
+// swift-tools-version:6.1
+// Capstan: an event-sourced lifecycle engine for Kubernetes fleets.
+// Layers (a module never imports one above it; see docs/ARCHITECTURE.md):
+//   C (CLMDB, CZstd, CCurl) → EventLog → Engine → Fleet → Providers → Workflows → CapstanCLI
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    // SE-0335: `any` for existentials, so protocol costs stay visible.
+    .enableUpcomingFeature("ExistentialAny"),
+    // SE-0409: imports are internal unless a module re-exports on purpose.
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "Capstan",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "capstan", targets: ["CapstanCLI"]),
+        .executable(name: "kube-sim", targets: ["kube-sim"]),
+        .executable(name: "eventlog-bench", targets: ["eventlog-bench"]),
+        .executable(name: "eventlog-crash-driver", targets: ["eventlog-crash-driver"]),
+        .library(name: "EventLog", targets: ["EventLog"]),
+        .library(name: "Engine", targets: ["Engine"]),
+        .library(name: "Providers", targets: ["Providers"]),
+        .library(name: "KubeSimKit", targets: ["KubeSimKit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.10.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.20.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+    ],
+    targets: [
+        // MARK: C libraries (Debian packages; see .ci/run)
+        .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // Only the benchmark uses SQLite, as the peer Capstan's log is compared with.
+        .systemLibrary(name: "CSQLite", path: "tools/eventlog-bench/CSQLite", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+
+        // MARK: storage
+        .target(
+            name: "EventLog",
+            dependencies: [
+                "CLMDB", "CZstd",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: engine
+        .target(
+            name: "Engine",
+            dependencies: [
+                "EventLog",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: providers
+        .target(
+            name: "Providers",
+            dependencies: [
+                "CCurl",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: front
+        .executableTarget(
+            name: "CapstanCLI",
+            dependencies: [
+                "EventLog",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: tools
+        .target(
+            name: "KubeSimKit",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "tools/kube-sim/KubeSimKit",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "kube-sim",
+            dependencies: [
+                "KubeSimKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "tools/kube-sim/main",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "eventlog-bench",
+            dependencies: [
+                "EventLog", "CLMDB", "CZstd", "CSQLite",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "tools/eventlog-bench/main",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "eventlog-crash-driver",
+            dependencies: ["EventLog"],
+            path: "tools/crash-driver/eventlog",
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: tests
+        .testTarget(
+            name: "EventLogTests",
+            dependencies: ["EventLog", "CapstanCLI", "eventlog-crash-driver"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EngineTests",
+            dependencies: ["Engine", "EventLog"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ProvidersTests",
+            dependencies: ["Providers", "KubeSimKit", "kube-sim"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

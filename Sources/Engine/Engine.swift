@@ -1,0 +1,1 @@
+// The Engine module: durable workflows as deciders over the EventLog (issue 4).

@@ -1,0 +1,2 @@
+// eventlog-bench: the EventLog benchmark (issue 3).
+print("eventlog-bench: not built yet")

@@ -1,0 +1,1 @@
+// KubeSimKit: the simulated management cluster and workload clusters (issue 5).
