@@ -19,6 +19,9 @@ let package = Package(
         .executable(name: "kube-sim", targets: ["kube-sim"]),
         .executable(name: "eventlog-bench", targets: ["eventlog-bench"]),
         .executable(name: "eventlog-crash-driver", targets: ["eventlog-crash-driver"]),
+        .executable(name: "engine-crash-driver", targets: ["engine-crash-driver"]),
+        .executable(name: "engine-bench", targets: ["engine-bench"]),
+        .executable(name: "providers-bench", targets: ["providers-bench"]),
         .library(name: "EventLog", targets: ["EventLog"]),
         .library(name: "Engine", targets: ["Engine"]),
         .library(name: "Providers", targets: ["Providers"]),
@@ -129,6 +132,31 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .executableTarget(
+            name: "engine-crash-driver",
+            dependencies: ["Engine", "EventLog"],
+            path: "tools/crash-driver/engine",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "engine-bench",
+            dependencies: [
+                "Engine", "EventLog",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "tools/engine-bench",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "providers-bench",
+            dependencies: [
+                "Providers", "KubeSimKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "tools/providers-bench",
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: tests
         .testTarget(
             name: "EventLogTests",
@@ -137,12 +165,17 @@ let package = Package(
         ),
         .testTarget(
             name: "EngineTests",
-            dependencies: ["Engine", "EventLog"],
+            dependencies: ["Engine", "EventLog", "engine-crash-driver"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ProvidersTests",
             dependencies: ["Providers", "KubeSimKit", "kube-sim"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KubeSimTests",
+            dependencies: ["KubeSimKit", "kube-sim"],
             swiftSettings: swiftSettings
         ),
     ]

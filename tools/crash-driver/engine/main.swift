@@ -1,0 +1,1 @@
+print("engine-crash-driver: not built yet")

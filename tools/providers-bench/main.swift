@@ -1,0 +1,1 @@
+print("providers-bench: not built yet")
