@@ -1,0 +1,38 @@
+/// How an `EventLog` writer is tuned.
+public struct EventLogOptions: Sendable {
+    /// The map size to start from (default 64 MiB); the writer doubles it on `MDB_MAP_FULL`.
+    public var initialMapSizeBytes: Int = 64 << 20
+    /// Append requests the bounded inbox holds before appenders wait (default 4096).
+    public var inboxCapacity: Int = 4096
+    /// Events per group commit at most (default 8192); one request is never split.
+    public var maxBatchEvents: Int = 8192
+    /// When and how zstd dictionaries are trained.
+    public var dictionaryTraining: DictionaryTraining = .init()
+    /// zstd level for payloads (default 3).
+    public var compressionLevel: Int32 = 3
+
+    public init() {}
+}
+
+/// When the writer trains a zstd dictionary for an event type, and when it trains a new one.
+///
+/// A type gets its first dictionary once the log holds `minimumSamples` events of it (and the
+/// writer has seen that many since it opened: samples are kept in memory only), and a new one
+/// whenever the count has grown by `retrainGrowthFactor` since the last training. Every
+/// dictionary stays in the log forever; old events keep naming theirs.
+public struct DictionaryTraining: Sendable {
+    /// Train at all (default true).
+    public var isEnabled: Bool = true
+    /// Events of a type before its first dictionary (default 1000).
+    public var minimumSamples: Int = 1000
+    /// Retrain when the type's count reaches this multiple of the count at the last training (default 8).
+    public var retrainGrowthFactor: Int = 8
+    /// Largest dictionary, in bytes (default 16 KiB).
+    public var dictionaryCapacityBytes: Int = 16 << 10
+    /// Recent payloads kept per type as training samples (default 2000, at least `minimumSamples`).
+    public var samplesKept: Int = 2000
+    /// Bytes of samples kept per type at most (default 1 MiB).
+    public var sampleBytesKept: Int = 1 << 20
+
+    public init() {}
+}

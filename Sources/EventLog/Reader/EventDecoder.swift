@@ -1,0 +1,146 @@
+import Synchronization
+
+/// Decoding caches shared by every reader of one environment in this process: interned names
+/// (they never change once written) and loaded dictionaries (kept forever).
+final class ReaderCaches: Sendable {
+    struct Tables: Sendable {
+        var streams: [StreamID?] = []
+        var eventTypes: [String?] = []
+        var actors: [String?] = []
+        var dictionaries: [UInt32: CompressionDictionary] = [:]
+    }
+
+    let tables = Mutex(Tables())
+    let decompressors = ContextPool<ZstdDecompressor> { ZstdDecompressor() }
+
+    func add(_ dictionary: CompressionDictionary) {
+        tables.withLock { $0.dictionaries[dictionary.id] = dictionary }
+    }
+}
+
+/// Turns stored envelopes into `RecordedEvent`s within one read transaction.
+///
+/// Works on a private copy of the shared caches so the scan path takes no lock per event;
+/// names and dictionaries it had to look up are merged back by `finish()`.
+final class EventDecoder {
+    private var tables: ReaderCaches.Tables
+    private var learned = false
+    private let caches: ReaderCaches
+    private let decompressor: ZstdDecompressor
+    /// Decompressed payload bytes and stored payload bytes, for stats.
+    private(set) var lastStoredPayloadCount = 0
+
+    init(caches: ReaderCaches, decompressor: ZstdDecompressor) {
+        self.caches = caches
+        self.decompressor = decompressor
+        self.tables = caches.tables.withLock { $0 }
+    }
+
+    /// Runs `body` with a decoder and a pooled decompression context.
+    static func with<R>(_ caches: ReaderCaches, _ body: (EventDecoder) throws -> R) throws -> R {
+        try caches.decompressors.with { (decompressor: ZstdDecompressor) throws -> R in
+            let decoder = EventDecoder(caches: caches, decompressor: decompressor)
+            defer { decoder.finish() }
+            return try body(decoder)
+        }
+    }
+
+    func finish() {
+        guard learned else { return }
+        let tables = self.tables
+        caches.tables.withLock { shared in
+            if tables.streams.count > shared.streams.count { shared.streams = tables.streams }
+            if tables.eventTypes.count > shared.eventTypes.count { shared.eventTypes = tables.eventTypes }
+            if tables.actors.count > shared.actors.count { shared.actors = tables.actors }
+            shared.dictionaries.merge(tables.dictionaries) { current, _ in current }
+        }
+        learned = false
+    }
+
+    /// Decodes the event stored under `position`, checking its checksum and structure.
+    /// - Throws: `.corrupt` naming the position and the damage.
+    func decode(position: LogPosition, _ bytes: UnsafeRawBufferPointer, in txn: ReadTransaction) throws
+        -> RecordedEvent
+    {
+        let (envelope, stored) = try Envelope.decode(position: position, bytes)
+        let payload: [UInt8]
+        if envelope.compressed {
+            let dictionary = envelope.dictionaryID == 0 ? nil : try dictionary(envelope.dictionaryID, position, txn)
+            do {
+                payload = try decompressor.decompress(
+                    stored, rawLength: envelope.rawPayloadLength, dictionary: dictionary)
+            } catch {
+                throw EventLogError.corrupt(position, error.message)
+            }
+        } else {
+            payload = Array(stored)
+        }
+        return RecordedEvent(
+            position: position,
+            streamID: try stream(envelope.streamNumber, position, txn),
+            revision: StreamRevision(envelope.revision),
+            id: envelope.id,
+            type: try name(envelope.typeNumber, .eventType, position, txn),
+            schemaVersion: envelope.schemaVersion,
+            recordedAtNanoseconds: envelope.recordedAtNanoseconds,
+            metadata: EventMetadata(
+                actor: try name(envelope.actorNumber, .actor, position, txn),
+                causationID: envelope.causationID, correlationID: envelope.correlationID),
+            payload: payload)
+    }
+
+    func stream(_ number: UInt32, _ position: LogPosition, _ txn: ReadTransaction) throws -> StreamID {
+        let index = Int(number)
+        if index < tables.streams.count, let cached = tables.streams[index] { return cached }
+        let name = try lookUp(number, .stream, position, txn)
+        let stream = StreamID(name)
+        if tables.streams.count <= index { tables.streams += Array(repeating: nil, count: index + 1 - tables.streams.count) }
+        tables.streams[index] = stream
+        learned = true
+        return stream
+    }
+
+    func name(_ number: UInt32, _ kind: NameKind, _ position: LogPosition, _ txn: ReadTransaction) throws -> String {
+        let index = Int(number)
+        switch kind {
+        case .eventType:
+            if index < tables.eventTypes.count, let cached = tables.eventTypes[index] { return cached }
+        case .actor:
+            if index < tables.actors.count, let cached = tables.actors[index] { return cached }
+        case .stream:
+            return try stream(number, position, txn).rawValue
+        }
+        let name = try lookUp(number, kind, position, txn)
+        func store(_ table: inout [String?]) {
+            if table.count <= index { table += Array(repeating: nil, count: index + 1 - table.count) }
+            table[index] = name
+        }
+        if kind == .eventType { store(&tables.eventTypes) } else { store(&tables.actors) }
+        learned = true
+        return name
+    }
+
+    private func lookUp(_ number: UInt32, _ kind: NameKind, _ position: LogPosition, _ txn: ReadTransaction) throws
+        -> String
+    {
+        guard let name = try txn.name(of: number, kind: kind) else {
+            throw EventLogError.corrupt(position, "\(kind.label) number \(number) is not in the names table")
+        }
+        return name
+    }
+
+    func dictionary(_ id: UInt32, _ position: LogPosition, _ txn: ReadTransaction) throws -> CompressionDictionary {
+        if let cached = tables.dictionaries[id] { return cached }
+        guard let raw = try txn.get(txn.dbs.dictionaries, Keys.bigEndian(id)) else {
+            throw EventLogError.corrupt(position, "dictionary \(id) named by the envelope does not exist")
+        }
+        let record = try DictionaryRecord.decode(id: id, raw)
+        let dictionary = try CompressionDictionary(id: id, bytes: record.bytes, level: 3)
+        tables.dictionaries[id] = dictionary
+        learned = true
+        return dictionary
+    }
+}
+
+@available(*, unavailable)
+extension EventDecoder: Sendable {}

@@ -1,0 +1,405 @@
+import CLMDB
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The named LMDB databases of a log (see docs/log-format.md).
+struct Databases: Sendable {
+    /// position (UInt64 big-endian) → envelope.
+    var events: MDB_dbi
+    /// stream number (UInt32 big-endian) → positions (UInt64 big-endian), `MDB_DUPSORT|MDB_DUPFIXED`.
+    var streams: MDB_dbi
+    /// kind byte + UTF-8 name → number (UInt32 little-endian): interned strings.
+    var names: MDB_dbi
+    /// kind byte + number (UInt32 big-endian) → UTF-8 name.
+    var numbers: MDB_dbi
+    /// dictionary id (UInt32 big-endian) → dictionary record.
+    var dictionaries: MDB_dbi
+    /// UTF-8 key → value: `StateWrite`s.
+    var state: MDB_dbi
+    /// Format marker and counters.
+    var meta: MDB_dbi
+
+    static let names: [(name: String, flags: Int32)] = [
+        ("events", 0), ("streams", MDB_DUPSORT | MDB_DUPFIXED), ("names", 0), ("numbers", 0),
+        ("dictionaries", 0), ("state", 0), ("meta", 0),
+    ]
+}
+
+/// One LMDB environment (`MDB_env`), the single owner of the handle; closed in `deinit`.
+///
+/// A process opens an environment only once (`lmdb.h`: "Do not have open an LMDB database
+/// twice in the same process at the same time"), so `shared(directory:...)` hands out the
+/// instance already open for a directory. The environment is opened with `MDB_NOTLS`, so a
+/// read transaction is not tied to its thread and many can be open at once.
+///
+/// Map size changes (`mdb_env_set_mapsize`) may only happen while this process has no
+/// transaction open; `resizeLock` guards that: read transactions hold it shared, resizing
+/// holds it exclusive.
+final class LMDBEnvironment: @unchecked Sendable {
+    // @unchecked Sendable: `handle` is used under LMDB's own rules (MDB_NOTLS read txns from any
+    // thread, one write txn at a time on the writer thread), map changes under `resizeLock`,
+    // and the mutable caches are behind Mutexes.
+    let handle: OpaquePointer
+    let directory: String
+    let readOnly: Bool
+    private(set) var dbs: Databases
+    private let resizeLock: UnsafeMutablePointer<pthread_rwlock_t>
+    /// Wakes tails when the log changes (in-process commits and, via inotify, other processes).
+    let changes = ChangeNotifier()
+    /// Decoding caches shared by the readers of this process.
+    let caches = ReaderCaches()
+
+    static let dataFileName = "data.mdb"
+    private static let registry = Mutex<[String: WeakEnvironment]>([:])
+
+    /// Opens (or returns the already open) environment for `directory`.
+    ///
+    /// - Parameters:
+    ///   - create: create the directory and the databases if missing (the writer); otherwise
+    ///     the log must exist.
+    ///   - mapSizeBytes: the minimum map size; 0 keeps the size recorded in the file.
+    /// - Throws: `EventLogError` `.notFound` when there is no log and `create` is false, `.lmdb`
+    ///   when liblmdb refuses, `.corrupt` when the data file is shorter than its own meta page says.
+    static func shared(directory: String, create: Bool, mapSizeBytes: Int) throws -> LMDBEnvironment {
+        if create {
+            try makeDirectory(directory)
+        }
+        let canonical = canonicalPath(directory)
+        let dataPath = canonical + "/" + dataFileName
+        if !create && access(dataPath, F_OK) != 0 {
+            throw EventLogError(.notFound, "no event log in \(directory): \(dataFileName) is missing")
+        }
+        return try registry.withLock { table in
+            if let existing = table[canonical]?.environment {
+                if create && existing.readOnly {
+                    throw EventLogError(.invalidInput, "\(directory) is open read-only in this process")
+                }
+                return existing
+            }
+            try DataFileCheck.requireIntact(dataPath)
+            let environment = try LMDBEnvironment(directory: canonical, create: create, mapSizeBytes: mapSizeBytes)
+            table[canonical] = WeakEnvironment(environment: environment)
+            return environment
+        }
+    }
+
+    private init(directory: String, create: Bool, mapSizeBytes: Int) throws {
+        var env: OpaquePointer?
+        do {
+            try LMDBError.check(mdb_env_create(&env), "mdb_env_create")
+        } catch {
+            throw EventLogError.wrap(error, "opening \(directory)")
+        }
+        guard let env else { preconditionFailure("mdb_env_create returned success without a handle") }
+        // From here on, a failure must still close the handle: a failed mdb_env_open needs
+        // mdb_env_close (lmdb.h, mdb_env_open: "If this function fails, mdb_env_close() must be
+        // called to discard the MDB_env handle").
+        var opened = false
+        defer { if !opened { mdb_env_close(env) } }
+        do {
+            try LMDBError.check(mdb_env_set_maxdbs(env, 16), "mdb_env_set_maxdbs")
+            try LMDBError.check(mdb_env_set_maxreaders(env, 510), "mdb_env_set_maxreaders")
+            if mapSizeBytes > 0 {
+                try LMDBError.check(mdb_env_set_mapsize(env, mapSizeBytes), "mdb_env_set_mapsize")
+            }
+        } catch {
+            throw EventLogError.wrap(error, "configuring \(directory)")
+        }
+        var readOnly = false
+        var rc = mdb_env_open(env, directory, UInt32(MDB_NOTLS), 0o644)
+        if !create && (rc == EACCES || rc == EROFS) {
+            // A reader without write access to the directory: read-only mode still works when
+            // lock.mdb exists or the file system is read-only.
+            readOnly = true
+            rc = mdb_env_open(env, directory, UInt32(MDB_NOTLS | MDB_RDONLY), 0o644)
+        }
+        do {
+            try LMDBError.check(rc, "mdb_env_open")
+        } catch {
+            throw EventLogError.wrap(error, "opening the event log in \(directory)")
+        }
+        // Free reader slots left by killed processes before they pin old pages forever.
+        var dead: Int32 = 0
+        _ = mdb_reader_check(env, &dead)
+
+        self.handle = env
+        self.directory = directory
+        self.readOnly = readOnly
+        self.resizeLock = .allocate(capacity: 1)
+        pthread_rwlock_init(resizeLock, nil)
+        self.dbs = Databases(events: 0, streams: 0, names: 0, numbers: 0, dictionaries: 0, state: 0, meta: 0)
+        opened = true
+        do {
+            self.dbs = try openDatabases(create: create && !readOnly)
+        } catch {
+            if error.code == .notFound {
+                throw EventLogError(.notFound, "no event log in \(directory): its databases are not created yet")
+            }
+            throw EventLogError.wrap(error, "opening the databases in \(directory)")
+        }
+    }
+
+    deinit {
+        changes.stop()
+        mdb_env_close(handle)
+        pthread_rwlock_destroy(resizeLock)
+        resizeLock.deallocate()
+    }
+
+    private func openDatabases(create: Bool) throws(LMDBError) -> Databases {
+        var txn: OpaquePointer?
+        try LMDBError.check(mdb_txn_begin(handle, nil, create ? 0 : UInt32(MDB_RDONLY), &txn), "mdb_txn_begin")
+        guard let txn else { preconditionFailure("mdb_txn_begin returned success without a transaction") }
+        var handles: [MDB_dbi] = []
+        for (name, flags) in Databases.names {
+            var dbi: MDB_dbi = 0
+            let rc = mdb_dbi_open(txn, name, UInt32(flags | (create ? MDB_CREATE : 0)), &dbi)
+            if rc != MDB_SUCCESS {
+                mdb_txn_abort(txn)
+                throw LMDBError(code: .init(rawValue: rc), call: "mdb_dbi_open")
+            }
+            handles.append(dbi)
+        }
+        // Committing (also a read-only txn) keeps the handles open in the environment.
+        try LMDBError.check(mdb_txn_commit(txn), "mdb_txn_commit")
+        return Databases(
+            events: handles[0], streams: handles[1], names: handles[2], numbers: handles[3],
+            dictionaries: handles[4], state: handles[5], meta: handles[6])
+    }
+
+    /// Runs `body` in a short read-only transaction (`MDB_RDONLY`), ended when it returns.
+    ///
+    /// Adopts a map grown by another process (`MDB_MAP_RESIZED` → `mdb_env_set_mapsize(env, 0)`)
+    /// and retries. Bytes handed to `body` are valid only inside it.
+    func read<R>(_ body: (ReadTransaction) throws -> R) throws -> R {
+        for _ in 0..<8 {
+            pthread_rwlock_rdlock(resizeLock)
+            var txn: OpaquePointer?
+            let rc = mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txn)
+            if rc == MDB_MAP_RESIZED {
+                pthread_rwlock_unlock(resizeLock)
+                try adoptGrownMap()
+                continue
+            }
+            defer {
+                if let txn { mdb_txn_abort(txn) }
+                pthread_rwlock_unlock(resizeLock)
+            }
+            do {
+                try LMDBError.check(rc, "mdb_txn_begin")
+            } catch {
+                throw EventLogError.wrap(error, "reading \(directory)")
+            }
+            guard let txn else { preconditionFailure("mdb_txn_begin returned success without a transaction") }
+            return try body(ReadTransaction(txn: txn, dbs: dbs))
+        }
+        throw EventLogError(.lmdb, "reading \(directory): the map kept growing under the reader")
+    }
+
+    private func adoptGrownMap() throws {
+        pthread_rwlock_wrlock(resizeLock)
+        defer { pthread_rwlock_unlock(resizeLock) }
+        do {
+            try LMDBError.check(mdb_env_set_mapsize(handle, 0), "mdb_env_set_mapsize")
+        } catch {
+            throw EventLogError.wrap(error, "adopting the grown map of \(directory)")
+        }
+    }
+
+    /// Sets the map size, waiting until no read transaction of this process is open.
+    /// Called by the writer thread between write transactions only.
+    func setMapSize(_ bytes: Int) throws(LMDBError) {
+        pthread_rwlock_wrlock(resizeLock)
+        defer { pthread_rwlock_unlock(resizeLock) }
+        try LMDBError.check(mdb_env_set_mapsize(handle, bytes), "mdb_env_set_mapsize")
+    }
+
+    /// The current map size in bytes (`mdb_env_info`).
+    var mapSizeBytes: Int {
+        var info = MDB_envinfo()
+        mdb_env_info(handle, &info)
+        return info.me_mapsize
+    }
+
+    /// Copies the environment to `target` (an empty directory) with `MDB_CP_COMPACT`: a
+    /// consistent snapshot (one read transaction), free pages left out. Runs while a writer writes.
+    func copy(to target: String) throws(LMDBError) {
+        pthread_rwlock_rdlock(resizeLock)
+        defer { pthread_rwlock_unlock(resizeLock) }
+        try LMDBError.check(mdb_env_copy2(handle, target, UInt32(MDB_CP_COMPACT)), "mdb_env_copy2")
+    }
+
+    static func canonicalPath(_ path: String) -> String {
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    static func makeDirectory(_ path: String) throws {
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            prefix += "/" + component
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                throw EventLogError(.system, "mkdir \(prefix): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+}
+
+private struct WeakEnvironment {
+    weak var environment: LMDBEnvironment?
+}
+
+/// A read-only view of a transaction; valid only inside the closure that received it.
+struct ReadTransaction {
+    let txn: OpaquePointer
+    let dbs: Databases
+
+    /// The value under `key`, or nil; the bytes live in the map until the transaction ends.
+    func get(_ dbi: MDB_dbi, _ key: UnsafeRawBufferPointer) throws(LMDBError) -> UnsafeRawBufferPointer? {
+        var keyVal = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+        var value = MDB_val()
+        let rc = mdb_get(txn, dbi, &keyVal, &value)
+        if rc == MDB_NOTFOUND { return nil }
+        try LMDBError.check(rc, "mdb_get")
+        return UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size)
+    }
+
+    func get(_ dbi: MDB_dbi, _ key: [UInt8]) throws(LMDBError) -> UnsafeRawBufferPointer? {
+        let result = key.withUnsafeBytes { bytes in
+            Result { () throws(LMDBError) in try get(dbi, bytes) }
+        }
+        return try result.get()
+    }
+
+    func cursor(_ dbi: MDB_dbi) throws(LMDBError) -> Cursor {
+        var cursor: OpaquePointer?
+        try LMDBError.check(mdb_cursor_open(txn, dbi, &cursor), "mdb_cursor_open")
+        guard let cursor else { preconditionFailure("mdb_cursor_open returned success without a cursor") }
+        return Cursor(handle: cursor)
+    }
+
+    /// Number of entries in `dbi` (`mdb_stat`).
+    func entryCount(_ dbi: MDB_dbi) throws(LMDBError) -> Int {
+        var stat = MDB_stat()
+        try LMDBError.check(mdb_stat(txn, dbi, &stat), "mdb_stat")
+        return stat.ms_entries
+    }
+}
+
+/// An LMDB cursor, closed in `deinit`; lives inside one transaction.
+final class Cursor {
+    let handle: OpaquePointer
+    init(handle: OpaquePointer) { self.handle = handle }
+    deinit { mdb_cursor_close(handle) }
+
+    /// Moves the cursor (`mdb_cursor_get`); nil when there is no such entry.
+    func get(
+        _ op: MDB_cursor_op, key: UnsafeRawBufferPointer? = nil, value: UnsafeRawBufferPointer? = nil
+    ) throws(LMDBError) -> (key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer)? {
+        var keyVal = MDB_val(mv_size: key?.count ?? 0, mv_data: UnsafeMutableRawPointer(mutating: key?.baseAddress))
+        var dataVal = MDB_val(
+            mv_size: value?.count ?? 0, mv_data: UnsafeMutableRawPointer(mutating: value?.baseAddress))
+        let rc = mdb_cursor_get(handle, &keyVal, &dataVal, op)
+        if rc == MDB_NOTFOUND { return nil }
+        try LMDBError.check(rc, "mdb_cursor_get")
+        return (
+            UnsafeRawBufferPointer(start: keyVal.mv_data, count: keyVal.mv_size),
+            UnsafeRawBufferPointer(start: dataVal.mv_data, count: dataVal.mv_size)
+        )
+    }
+
+    /// Number of duplicates under the current key (`mdb_cursor_count`).
+    func duplicateCount() throws(LMDBError) -> Int {
+        var count = 0
+        try LMDBError.check(mdb_cursor_count(handle, &count), "mdb_cursor_count")
+        return count
+    }
+}
+
+@available(*, unavailable)
+extension Cursor: Sendable {}
+
+/// A write transaction, owned by the writer thread; aborted in `deinit` unless committed.
+///
+/// LMDB binds a write transaction to the thread that began it (`lmdb.h`: "A transaction and
+/// its cursors must only be used by a single thread"), so this type is neither copyable nor
+/// usable from async code.
+struct WriteTransaction: ~Copyable {
+    let txn: OpaquePointer
+    let dbs: Databases
+
+    @available(*, noasync)
+    init(environment: LMDBEnvironment) throws(LMDBError) {
+        var txn: OpaquePointer?
+        try LMDBError.check(mdb_txn_begin(environment.handle, nil, 0, &txn), "mdb_txn_begin")
+        guard let txn else { preconditionFailure("mdb_txn_begin returned success without a transaction") }
+        self.txn = txn
+        self.dbs = environment.dbs
+    }
+
+    deinit { mdb_txn_abort(txn) }
+
+    var view: ReadTransaction { ReadTransaction(txn: txn, dbs: dbs) }
+
+    @available(*, noasync)
+    consuming func commit() throws(LMDBError) {
+        let txn = self.txn
+        discard self
+        // mdb_txn_commit frees the transaction whether or not it succeeds.
+        try LMDBError.check(mdb_txn_commit(txn), "mdb_txn_commit")
+    }
+
+    @available(*, noasync)
+    consuming func abort() {
+        let txn = self.txn
+        discard self
+        mdb_txn_abort(txn)
+    }
+
+    func put(_ dbi: MDB_dbi, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, flags: Int32 = 0)
+        throws(LMDBError)
+    {
+        var keyVal = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+        var dataVal = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
+        try LMDBError.check(mdb_put(txn, dbi, &keyVal, &dataVal, UInt32(flags)), "mdb_put")
+    }
+
+    func put(_ dbi: MDB_dbi, _ key: [UInt8], _ value: [UInt8], flags: Int32 = 0) throws(LMDBError) {
+        let result = key.withUnsafeBytes { k in
+            value.withUnsafeBytes { v in
+                Result { () throws(LMDBError) in try put(dbi, k, v, flags: flags) }
+            }
+        }
+        try result.get()
+    }
+
+    /// Reserves `size` bytes for `key` (`MDB_RESERVE`) and returns them to be filled in place
+    /// before the next write in this transaction.
+    func reserve(_ dbi: MDB_dbi, _ key: UnsafeRawBufferPointer, size: Int, flags: Int32 = 0)
+        throws(LMDBError) -> UnsafeMutableRawBufferPointer
+    {
+        var keyVal = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+        var dataVal = MDB_val(mv_size: size, mv_data: nil)
+        try LMDBError.check(mdb_put(txn, dbi, &keyVal, &dataVal, UInt32(flags | MDB_RESERVE)), "mdb_put")
+        return UnsafeMutableRawBufferPointer(start: dataVal.mv_data, count: size)
+    }
+
+    /// Deletes `key`; returns false when it was not there.
+    @discardableResult
+    func delete(_ dbi: MDB_dbi, _ key: [UInt8]) throws(LMDBError) -> Bool {
+        var rc: Int32 = 0
+        key.withUnsafeBytes { k in
+            var keyVal = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+            rc = mdb_del(txn, dbi, &keyVal, nil)
+        }
+        if rc == MDB_NOTFOUND { return false }
+        try LMDBError.check(rc, "mdb_del")
+        return true
+    }
+}

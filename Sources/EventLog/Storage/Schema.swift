@@ -1,0 +1,140 @@
+import CLMDB
+
+/// What an interned number names. The kind byte prefixes keys in `names` and `numbers`.
+enum NameKind: UInt8, CaseIterable, Sendable {
+    case stream = 0x73  // "s"
+    case eventType = 0x74  // "t"
+    case actor = 0x61  // "a"
+
+    var label: String {
+        switch self {
+        case .stream: "stream"
+        case .eventType: "event type"
+        case .actor: "actor"
+        }
+    }
+
+    func nameKey(_ name: String) -> [UInt8] {
+        var key: [UInt8] = [rawValue]
+        key.append(contentsOf: name.utf8)
+        return key
+    }
+
+    func numberKey(_ number: UInt32) -> [UInt8] {
+        var key: [UInt8] = [rawValue]
+        key.append(contentsOf: Keys.bigEndian(number))
+        return key
+    }
+}
+
+/// Keys of the `meta` database.
+enum MetaKey {
+    /// UTF-8 "capstan-eventlog 1": what wrote this environment.
+    static let format: [UInt8] = Array("format".utf8)
+    static let formatValue: [UInt8] = Array("capstan-eventlog 1".utf8)
+    /// "count.type" + type number (UInt32 BE) → events of that type (UInt64 LE).
+    static let typeCountPrefix: [UInt8] = Array("count.type".utf8)
+
+    static func typeCount(_ type: UInt32) -> [UInt8] { typeCountPrefix + Keys.bigEndian(type) }
+}
+
+/// A stored dictionary: `dictionaries` value = version byte (1), varint event type number (0:
+/// shared), varint events of that type when trained, varint samples used, dictionary bytes.
+struct DictionaryRecord: Sendable {
+    var id: UInt32
+    var typeNumber: UInt32
+    var eventCountAtTraining: UInt64
+    var sampleCount: UInt64
+    var bytes: [UInt8]
+
+    func encoded() -> [UInt8] {
+        let size = 1 + 30 + bytes.count
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            var writer = ByteWriter(UnsafeMutableRawBufferPointer(buffer))
+            writer.byte(1)
+            writer.varint(UInt64(typeNumber))
+            writer.varint(eventCountAtTraining)
+            writer.varint(sampleCount)
+            bytes.withUnsafeBytes { writer.bytes($0) }
+            count = writer.offset
+        }
+    }
+
+    static func decode(id: UInt32, _ raw: UnsafeRawBufferPointer) throws(EventLogError) -> DictionaryRecord {
+        var reader = ByteReader(raw)
+        do {
+            guard try reader.byte("version") == 1 else {
+                throw ByteReader.Failure.overlong(field: "version")
+            }
+            let type = try reader.varint("eventType")
+            let count = try reader.varint("eventCount")
+            let samples = try reader.varint("sampleCount")
+            guard let type32 = UInt32(exactly: type) else { throw ByteReader.Failure.overlong(field: "eventType") }
+            let bytes = Array(UnsafeRawBufferPointer(rebasing: raw[reader.offset...]))
+            return DictionaryRecord(
+                id: id, typeNumber: type32, eventCountAtTraining: count, sampleCount: samples, bytes: bytes)
+        } catch {
+            throw EventLogError(.corrupt, "dictionary \(id): its record is damaged (\(error))")
+        }
+    }
+}
+
+extension ReadTransaction {
+    /// The number interned for `name`, or nil.
+    func number(of name: String, kind: NameKind) throws(LMDBError) -> UInt32? {
+        guard let value = try get(dbs.names, kind.nameKey(name)) else { return nil }
+        guard value.count == 4 else { return nil }
+        return UInt32(littleEndian: value.loadUnaligned(as: UInt32.self))
+    }
+
+    /// The name interned as `number`, or nil.
+    func name(of number: UInt32, kind: NameKind) throws(LMDBError) -> String? {
+        guard let value = try get(dbs.numbers, kind.numberKey(number)) else { return nil }
+        return String(decoding: value, as: UTF8.self)
+    }
+
+    /// The highest number interned for `kind` (0 when none).
+    func lastNumber(kind: NameKind) throws(LMDBError) -> UInt32 {
+        let cursor = try self.cursor(dbs.numbers)
+        let bound: [UInt8] = [kind.rawValue + 1]
+        let found = try bound.withUnsafeBytes { key in
+            Result { () throws(LMDBError) in try cursor.get(MDB_SET_RANGE, key: key) != nil }
+        }.get()
+        guard let entry = try cursor.get(found ? MDB_PREV : MDB_LAST) else { return 0 }
+        guard entry.key.count == 5, entry.key[0] == kind.rawValue else { return 0 }
+        return Keys.readBigEndian(UnsafeRawBufferPointer(rebasing: entry.key[1...]), UInt32.self) ?? 0
+    }
+
+    /// The last position in `events` (`.start` when empty).
+    func lastPosition() throws(LMDBError) -> LogPosition {
+        let cursor = try self.cursor(dbs.events)
+        guard let entry = try cursor.get(MDB_LAST) else { return .start }
+        return LogPosition(Keys.readBigEndian(entry.key, UInt64.self) ?? 0)
+    }
+
+    /// How many events `streamNumber` holds (the stream index's duplicates under its key).
+    func eventCount(streamNumber: UInt32) throws(LMDBError) -> UInt64 {
+        let cursor = try self.cursor(dbs.streams)
+        let key = Keys.bigEndian(streamNumber)
+        let found = try key.withUnsafeBytes { key in
+            Result { () throws(LMDBError) in try cursor.get(MDB_SET, key: key) != nil }
+        }.get()
+        guard found else { return 0 }
+        return UInt64(try cursor.duplicateCount())
+    }
+
+    /// Every stored dictionary record.
+    func dictionaryRecords() throws -> [DictionaryRecord] {
+        let cursor = try self.cursor(dbs.dictionaries)
+        var records: [DictionaryRecord] = []
+        var entry = try cursor.get(MDB_FIRST)
+        while let current = entry {
+            guard let id = Keys.readBigEndian(current.key, UInt32.self) else {
+                throw EventLogError(.corrupt, "dictionaries: a key of \(current.key.count) bytes is not an id")
+            }
+            records.append(try DictionaryRecord.decode(id: id, current.value))
+            entry = try cursor.get(MDB_NEXT)
+        }
+        return records
+    }
+}

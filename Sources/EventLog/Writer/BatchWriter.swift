@@ -1,0 +1,459 @@
+import CLMDB
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The current dictionary of each event type, read by appenders to compress before enqueueing.
+final class DictionaryRegistry: Sendable {
+    private let current = Mutex<[String: CompressionDictionary]>([:])
+
+    func dictionary(forType type: String) -> CompressionDictionary? {
+        current.withLock { $0[type] }
+    }
+
+    func set(_ dictionary: CompressionDictionary, forType type: String) {
+        current.withLock { $0[type] = dictionary }
+    }
+}
+
+/// Signals the end of the writer thread to everyone awaiting `close()`.
+final class Completion: Sendable {
+    private let state = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func finish() {
+        let waiters = state.withLock { state in
+            state.done = true
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = state.withLock { state in
+                if !state.done { state.waiters.append(continuation) }
+                return state.done
+            }
+            if done { continuation.resume() }
+        }
+    }
+}
+
+/// The group-commit writer: runs on its own OS thread and owns every write transaction.
+///
+/// Loop: take a batch from the inbox, check each request's expected revisions against the
+/// stream heads (including earlier requests of the same batch), write the accepted ones in one
+/// write transaction, commit with LMDB's default durable sync, and only then resume the
+/// waiters. A rejected request writes nothing; `MDB_MAP_FULL` aborts, grows the map and redoes
+/// the batch; any other commit failure fails that batch only.
+final class BatchWriter {
+    private let environment: LMDBEnvironment
+    private let inbox: Inbox
+    private let options: EventLogOptions
+    private let logger: Logger
+    private let registry: DictionaryRegistry
+    private let lock: WriterLock
+    private let completion: Completion
+    private var threadID: pthread_t?
+
+    // Committed state, owned by the writer thread.
+    private var nextPosition: UInt64
+    private var lastRecordedAt: Int64 = 0
+    private var names: [NameKind: [String: UInt32]] = [:]
+    private var lastNumbers: [NameKind: UInt32] = [:]
+    private var typeNames: [UInt32: String] = [:]
+    private var streamCounts: [UInt32: UInt64] = [:]
+    private var typeCounts: [UInt32: UInt64] = [:]
+    private var nextTrainingAt: [UInt32: UInt64] = [:]
+    private var nextDictionaryID: UInt32 = 1
+    private var samples: [UInt32: SampleRing] = [:]
+
+    /// Loads the committed state (read transaction, on the caller's thread).
+    init(
+        environment: LMDBEnvironment, inbox: Inbox, options: EventLogOptions, logger: Logger,
+        registry: DictionaryRegistry, lock: WriterLock, completion: Completion
+    ) throws {
+        self.environment = environment
+        self.inbox = inbox
+        self.options = options
+        self.logger = logger
+        self.registry = registry
+        self.lock = lock
+        self.completion = completion
+        var loaded: (UInt64, Int64, [NameKind: UInt32], [UInt32: UInt64], [DictionaryRecord]) = (1, 0, [:], [:], [])
+        loaded = try environment.read { txn in
+            let last = try txn.lastPosition()
+            var recordedAt: Int64 = 0
+            if last != .start, let bytes = try txn.get(txn.dbs.events, Keys.position(last.rawValue)) {
+                recordedAt = Envelope.recordedAt(bytes) ?? 0
+            }
+            var lastNumbers: [NameKind: UInt32] = [:]
+            for kind in NameKind.allCases { lastNumbers[kind] = try txn.lastNumber(kind: kind) }
+            var counts: [UInt32: UInt64] = [:]
+            let cursor = try txn.cursor(txn.dbs.meta)
+            var entry = try MetaKey.typeCountPrefix.withUnsafeBytes { try cursor.get(MDB_SET_RANGE, key: $0) }
+            while let current = entry, current.key.starts(with: MetaKey.typeCountPrefix) {
+                let typeBytes = UnsafeRawBufferPointer(rebasing: current.key[MetaKey.typeCountPrefix.count...])
+                if let type = Keys.readBigEndian(typeBytes, UInt32.self), current.value.count == 8 {
+                    counts[type] = UInt64(littleEndian: current.value.loadUnaligned(as: UInt64.self))
+                }
+                entry = try cursor.get(MDB_NEXT)
+            }
+            return (last.rawValue + 1, recordedAt, lastNumbers, counts, try txn.dictionaryRecords())
+        }
+        (nextPosition, lastRecordedAt, lastNumbers, typeCounts, _) = loaded
+        for record in loaded.4 {
+            nextDictionaryID = max(nextDictionaryID, record.id + 1)
+            let growth = UInt64(max(2, options.dictionaryTraining.retrainGrowthFactor))
+            nextTrainingAt[record.typeNumber] = record.eventCountAtTraining * growth
+            let dictionary = try CompressionDictionary(id: record.id, bytes: record.bytes, level: options.compressionLevel)
+            environment.caches.add(dictionary)
+            let typeName = try environment.read { try $0.name(of: record.typeNumber, kind: .eventType) }
+            if let typeName { registry.set(dictionary, forType: typeName) }
+        }
+    }
+
+    // MARK: the thread
+
+    /// The writer thread's body: batches until the inbox is closed and drained.
+    func run() {
+        threadID = pthread_self()
+        while let batch = inbox.takeBatch(maxEvents: options.maxBatchEvents) {
+            process(batch)
+        }
+        lock.release()
+        logger.debug("eventlog.writer.stopped", metadata: ["eventlog.directory": "\(environment.directory)"])
+        completion.finish()
+    }
+
+    private func preconditionOnWriterThread() {
+        precondition(threadID.map { pthread_equal($0, pthread_self()) != 0 } ?? false,
+                     "an LMDB write transaction touched off the writer thread")
+    }
+
+    private enum Outcome {
+        case committed(AppendResult)
+        case rejected(EventLogError)
+    }
+
+    /// What a batch adds to the committed state, applied only once its commit succeeded.
+    private struct Pending {
+        var nextPosition: UInt64
+        var lastNumbers: [NameKind: UInt32]
+        var newNames: [NameKind: [String: UInt32]] = [:]
+        var streamCounts: [UInt32: UInt64] = [:]
+        var typeCountDelta: [UInt32: UInt64] = [:]
+        var samples: [(type: UInt32, payload: [UInt8])] = []
+    }
+
+    private func process(_ batch: [AppendRequest]) {
+        let recordedAt = max(Self.now(), lastRecordedAt)
+        var growths = 0
+        while true {
+            do {
+                let (outcomes, pending) = try writeAndCommit(batch, recordedAt: recordedAt)
+                apply(pending, recordedAt: recordedAt)
+                environment.changes.publish()
+                for (request, outcome) in zip(batch, outcomes) {
+                    switch outcome {
+                    case .committed(let result): request.waiter.resume(returning: result)
+                    case .rejected(let error): request.waiter.resume(throwing: error)
+                    }
+                }
+                trainDictionaries(touched: Array(pending.typeCountDelta.keys))
+                return
+            } catch let error as LMDBError where error.code == .mapFull && growths < 24 {
+                growths += 1
+                growMap()
+            } catch {
+                let failure = (error as? LMDBError).map { EventLogError.wrap($0, "committing a batch") }
+                    ?? (error as? EventLogError) ?? EventLogError(.lmdb, "committing a batch: \(error)")
+                logger.info(
+                    "eventlog.batch.failed",
+                    metadata: ["eventlog.error": "\(failure)", "eventlog.batch.requests": "\(batch.count)"])
+                for request in batch { request.waiter.resume(throwing: failure) }
+                return
+            }
+        }
+    }
+
+    private func growMap() {
+        let current = environment.mapSizeBytes
+        let target = current * 2
+        do {
+            try environment.setMapSize(target)
+            logger.info(
+                "eventlog.map.grown",
+                metadata: ["eventlog.map.bytes.before": "\(current)", "eventlog.map.bytes.after": "\(target)"])
+        } catch {
+            logger.info("eventlog.map.growFailed", metadata: ["eventlog.error": "\(error)"])
+        }
+    }
+
+    private func writeAndCommit(_ batch: [AppendRequest], recordedAt: Int64) throws -> ([Outcome], Pending) {
+        preconditionOnWriterThread()
+        let txn = try WriteTransaction(environment: environment)
+        var pending = Pending(nextPosition: nextPosition, lastNumbers: lastNumbers)
+        var outcomes: [Outcome] = []
+        outcomes.reserveCapacity(batch.count)
+        do {
+            for request in batch {
+                outcomes.append(try write(request, recordedAt: recordedAt, txn: txn, pending: &pending))
+            }
+            for (type, delta) in pending.typeCountDelta {
+                let total = (typeCounts[type] ?? 0) + delta
+                try txn.put(txn.dbs.meta, MetaKey.typeCount(type), withUnsafeBytes(of: total.littleEndian) { Array($0) })
+            }
+        } catch {
+            txn.abort()
+            throw error
+        }
+        try txn.commit()
+        return (outcomes, pending)
+    }
+
+    private func write(_ request: AppendRequest, recordedAt: Int64, txn: borrowing WriteTransaction,
+                       pending: inout Pending) throws -> Outcome
+    {
+        // Check every stream before writing anything: a rejected request leaves no trace.
+        var counts: [UInt64] = []
+        for stream in request.streams {
+            let number = try number(of: stream.streamID.rawValue, kind: .stream, txn: txn, pending: &pending, create: false)
+            let count = try number.map { try eventCount(of: $0, txn: txn, pending: pending) } ?? 0
+            if let error = Self.check(stream.expectedRevision, count: count, stream: stream.streamID) {
+                return .rejected(error)
+            }
+            counts.append(count)
+        }
+        var results: [AppendResult.Stream] = []
+        for (stream, count) in zip(request.streams, counts) {
+            let streamNumber = try number(of: stream.streamID.rawValue, kind: .stream, txn: txn, pending: &pending,
+                                          create: true)!
+            let firstPosition = pending.nextPosition
+            for (offset, event) in stream.events.enumerated() {
+                try write(event, streamNumber: streamNumber, revision: count + UInt64(offset), recordedAt: recordedAt,
+                          txn: txn, pending: &pending)
+            }
+            let added = UInt64(stream.events.count)
+            pending.streamCounts[streamNumber] = count + added
+            results.append(AppendResult.Stream(
+                streamID: stream.streamID, firstRevision: StreamRevision(count),
+                lastRevision: StreamRevision(count + added - 1), firstPosition: LogPosition(firstPosition),
+                lastPosition: LogPosition(pending.nextPosition - 1)))
+        }
+        for write in request.stateWrites {
+            switch write {
+            case .put(let key, let value): try txn.put(txn.dbs.state, Array(key.utf8), value)
+            case .delete(let key): try txn.delete(txn.dbs.state, Array(key.utf8))
+            }
+        }
+        return .committed(AppendResult(
+            streams: results, lastPosition: LogPosition(pending.nextPosition - 1), recordedAtNanoseconds: recordedAt))
+    }
+
+    private func write(_ event: PreparedEvent, streamNumber: UInt32, revision: UInt64, recordedAt: Int64,
+                       txn: borrowing WriteTransaction, pending: inout Pending) throws
+    {
+        let proposed = event.proposed
+        let typeNumber = try number(of: proposed.type, kind: .eventType, txn: txn, pending: &pending, create: true)!
+        let actorNumber = try number(of: proposed.metadata.actor, kind: .actor, txn: txn, pending: &pending,
+                                     create: true)!
+        let envelope = Envelope(
+            recordedAtNanoseconds: recordedAt, streamNumber: streamNumber, revision: revision, typeNumber: typeNumber,
+            schemaVersion: proposed.schemaVersion, actorNumber: actorNumber, id: proposed.id,
+            causationID: proposed.metadata.causationID, correlationID: proposed.metadata.correlationID,
+            dictionaryID: event.compressed == nil ? 0 : event.dictionaryID, compressed: event.compressed != nil,
+            rawPayloadLength: proposed.payload.count)
+        let stored = event.compressed ?? proposed.payload
+        let position = LogPosition(pending.nextPosition)
+        let size = envelope.encodedSize(storedPayloadCount: stored.count)
+        var key = position.rawValue.bigEndian
+        try withUnsafeBytes(of: &key) { key in
+            let target = try txn.reserve(txn.dbs.events, key, size: size, flags: MDB_APPEND)
+            stored.withUnsafeBytes { envelope.write(position: position, payload: $0, into: target) }
+            var streamKey = streamNumber.bigEndian
+            try withUnsafeBytes(of: &streamKey) { streamKey in
+                try txn.put(txn.dbs.streams, streamKey, key, flags: MDB_APPENDDUP)
+            }
+        }
+        pending.nextPosition += 1
+        pending.typeCountDelta[typeNumber, default: 0] += 1
+        if options.dictionaryTraining.isEnabled && !proposed.payload.isEmpty {
+            pending.samples.append((typeNumber, proposed.payload))
+        }
+    }
+
+    /// The number interned for `name`, interning it (in `txn`) when `create` is set.
+    private func number(of name: String, kind: NameKind, txn: borrowing WriteTransaction, pending: inout Pending,
+                        create: Bool) throws -> UInt32?
+    {
+        if let number = names[kind]?[name] ?? pending.newNames[kind]?[name] { return number }
+        if let number = try txn.view.number(of: name, kind: kind) {
+            names[kind, default: [:]][name] = number
+            if kind == .eventType { typeNames[number] = name }
+            return number
+        }
+        guard create else { return nil }
+        let number = (pending.lastNumbers[kind] ?? 0) + 1
+        pending.lastNumbers[kind] = number
+        try txn.put(txn.dbs.names, kind.nameKey(name), withUnsafeBytes(of: number.littleEndian) { Array($0) })
+        try txn.put(txn.dbs.numbers, kind.numberKey(number), Array(name.utf8))
+        pending.newNames[kind, default: [:]][name] = number
+        return number
+    }
+
+    private func eventCount(of streamNumber: UInt32, txn: borrowing WriteTransaction, pending: Pending) throws
+        -> UInt64
+    {
+        if let count = pending.streamCounts[streamNumber] ?? streamCounts[streamNumber] { return count }
+        let count = try txn.view.eventCount(streamNumber: streamNumber)
+        streamCounts[streamNumber] = count
+        return count
+    }
+
+    static func check(_ expected: ExpectedRevision, count: UInt64, stream: StreamID) -> EventLogError? {
+        let holds: Bool
+        switch expected {
+        case .any: holds = true
+        case .noStream: holds = count == 0
+        case .streamExists: holds = count > 0
+        case .exact(let revision): holds = count > 0 && count - 1 == revision.rawValue
+        }
+        if holds { return nil }
+        let actual = count == 0 ? nil : StreamRevision(count - 1)
+        let actualText = actual.map { "its revision is \($0)" } ?? "it does not exist"
+        return EventLogError(
+            .wrongExpectedRevision, "stream \(stream): expected \(expected), but \(actualText)", stream: stream,
+            expected: expected, actual: actual)
+    }
+
+    private func apply(_ pending: Pending, recordedAt: Int64) {
+        nextPosition = pending.nextPosition
+        lastRecordedAt = recordedAt
+        lastNumbers = pending.lastNumbers
+        for (kind, table) in pending.newNames {
+            names[kind, default: [:]].merge(table) { $1 }
+            if kind == .eventType { for (name, number) in table { typeNames[number] = name } }
+        }
+        streamCounts.merge(pending.streamCounts) { $1 }
+        for (type, delta) in pending.typeCountDelta { typeCounts[type, default: 0] += delta }
+        let training = options.dictionaryTraining
+        for (type, payload) in pending.samples {
+            samples[type, default: SampleRing(limit: max(training.samplesKept, training.minimumSamples),
+                                               byteLimit: training.sampleBytesKept)].append(payload)
+        }
+    }
+
+    // MARK: dictionaries
+
+    private func trainDictionaries(touched: [UInt32]) {
+        let training = options.dictionaryTraining
+        guard training.isEnabled else { return }
+        for type in touched {
+            let count = typeCounts[type] ?? 0
+            let threshold = nextTrainingAt[type] ?? UInt64(max(1, training.minimumSamples))
+            guard count >= threshold, let ring = samples[type], ring.count >= max(1, training.minimumSamples) else {
+                continue
+            }
+            train(type: type, count: count, samples: ring.samples)
+        }
+    }
+
+    private func train(type: UInt32, count: UInt64, samples: [[UInt8]]) {
+        let training = options.dictionaryTraining
+        let typeName = typeNames[type] ?? "#\(type)"
+        do {
+            let bytes = try CompressionDictionary.train(samples: samples, capacity: training.dictionaryCapacityBytes)
+            let id = nextDictionaryID
+            let dictionary = try CompressionDictionary(id: id, bytes: bytes, level: options.compressionLevel)
+            let record = DictionaryRecord(
+                id: id, typeNumber: type, eventCountAtTraining: count, sampleCount: UInt64(samples.count), bytes: bytes)
+            try storeDictionary(record)
+            nextDictionaryID += 1
+            nextTrainingAt[type] = count * UInt64(max(2, training.retrainGrowthFactor))
+            environment.caches.add(dictionary)
+            registry.set(dictionary, forType: typeName)
+            logger.info(
+                "eventlog.dictionary.trained",
+                metadata: [
+                    "eventlog.dictionary.id": "\(id)", "eventlog.event.type": "\(typeName)",
+                    "eventlog.dictionary.bytes": "\(bytes.count)", "eventlog.dictionary.samples": "\(samples.count)",
+                    "eventlog.event.count": "\(count)",
+                ])
+        } catch {
+            // Not enough variety to train, or the commit failed: try again after more events.
+            nextTrainingAt[type] = count * 2
+            logger.info(
+                "eventlog.dictionary.trainingSkipped",
+                metadata: ["eventlog.event.type": "\(typeName)", "eventlog.error": "\(error)"])
+        }
+    }
+
+    private func storeDictionary(_ record: DictionaryRecord) throws {
+        preconditionOnWriterThread()
+        for _ in 0..<24 {
+            do {
+                let txn = try WriteTransaction(environment: environment)
+                do {
+                    try txn.put(txn.dbs.dictionaries, Keys.bigEndian(record.id), record.encoded(), flags: MDB_NOOVERWRITE)
+                } catch {
+                    txn.abort()
+                    throw error
+                }
+                try txn.commit()
+                return
+            } catch let error as LMDBError where error.code == .mapFull {
+                growMap()
+            }
+        }
+        throw EventLogError(.lmdb, "storing dictionary \(record.id): the map would not grow enough")
+    }
+
+    static func now() -> Int64 {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
+    }
+}
+
+/// Hands the writer to its thread.
+struct WriterHandoff: @unchecked Sendable {
+    // @unchecked Sendable: the creator passes the writer to the new thread and never touches
+    // it again; from then on only the writer thread uses it.
+    let writer: BatchWriter
+}
+
+/// The most recent payloads of one event type, bounded in count and bytes.
+struct SampleRing {
+    let limit: Int
+    let byteLimit: Int
+    private(set) var samples: [[UInt8]] = []
+    private var next = 0
+    private var bytes = 0
+
+    init(limit: Int, byteLimit: Int) {
+        self.limit = max(1, limit)
+        self.byteLimit = byteLimit
+    }
+
+    var count: Int { samples.count }
+
+    mutating func append(_ payload: [UInt8]) {
+        if samples.count < limit && bytes + payload.count <= byteLimit {
+            samples.append(payload)
+            bytes += payload.count
+            return
+        }
+        guard !samples.isEmpty else { return }
+        next %= samples.count
+        bytes += payload.count - samples[next].count
+        samples[next] = payload
+        next += 1
+    }
+}

@@ -1,0 +1,162 @@
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An event ready for the writer: validated, and compressed by the appender's task.
+struct PreparedEvent: Sendable {
+    var proposed: ProposedEvent
+    /// The compressed payload; nil stores `proposed.payload` raw.
+    var compressed: [UInt8]?
+    /// The dictionary `compressed` used (0: none).
+    var dictionaryID: UInt32
+}
+
+struct PreparedStream: Sendable {
+    var streamID: StreamID
+    var expectedRevision: ExpectedRevision
+    var events: [PreparedEvent]
+}
+
+/// One append as the writer sees it; `waiter` is resumed after the commit (or failure).
+struct AppendRequest: Sendable {
+    var streams: [PreparedStream]
+    var stateWrites: [StateWrite]
+    var waiter: CheckedContinuation<AppendResult, any Error>
+    var eventCount: Int { streams.reduce(0) { $0 + $1.events.count } }
+}
+
+/// The bounded inbox between appenders (any task) and the writer thread.
+///
+/// Appenders first reserve a slot (`reserve()`, suspending while the inbox is full: that is
+/// the backpressure), then enqueue. The writer thread blocks on a condition variable until
+/// requests arrive and takes them in batches.
+final class Inbox: @unchecked Sendable {
+    // @unchecked Sendable: every field is read and written with `mutex` held.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var queue: [AppendRequest] = []
+    private var head = 0
+    private var reserved = 0
+    private var spaceWaiters: [CheckedContinuation<Bool, Never>] = []
+    private var closed = false
+    let capacity: Int
+
+    init(capacity: Int) {
+        precondition(capacity > 0, "inbox capacity must be positive")
+        self.capacity = capacity
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+        condition.deallocate()
+    }
+
+    private func locked<R>(_ body: () -> R) -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body()
+    }
+
+    /// Reserves room for one request, waiting while the inbox is full.
+    /// - Throws: `.closed` once the log is closing.
+    func reserve() async throws {
+        while true {
+            let outcome: Bool? = locked {
+                if closed { return false }
+                if queue.count - head + reserved < capacity {
+                    reserved += 1
+                    return true
+                }
+                return nil
+            }
+            switch outcome {
+            case true?: return
+            case false?: throw EventLogError(.closed, "the event log is closed")
+            case nil:
+                let open = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                    let resumeNow: Bool? = locked {
+                        if closed { return false }
+                        if queue.count - head + reserved < capacity { return true }
+                        spaceWaiters.append(continuation)
+                        return nil
+                    }
+                    if let resumeNow { continuation.resume(returning: resumeNow) }
+                }
+                if !open { throw EventLogError(.closed, "the event log is closed") }
+            }
+        }
+    }
+
+    /// Gives back a reservation that will not be used.
+    func release() {
+        let waiters: [CheckedContinuation<Bool, Never>] = locked {
+            reserved -= 1
+            pthread_cond_signal(condition)
+            defer { spaceWaiters.removeAll() }
+            return spaceWaiters
+        }
+        for waiter in waiters { waiter.resume(returning: true) }
+    }
+
+    /// Enqueues a request on a reservation and wakes the writer.
+    func enqueue(_ request: AppendRequest) {
+        locked {
+            precondition(reserved > 0, "enqueue without a reservation")
+            reserved -= 1
+            queue.append(request)
+            pthread_cond_signal(condition)
+        }
+    }
+
+    /// Blocks the writer thread until requests arrive; takes whole requests up to `maxEvents`
+    /// events (always at least one request). Returns nil once closed and drained.
+    func takeBatch(maxEvents: Int) -> [AppendRequest]? {
+        var batch: [AppendRequest] = []
+        let waiters: [CheckedContinuation<Bool, Never>] = locked {
+            while head == queue.count && !(closed && reserved == 0) {
+                pthread_cond_wait(condition, mutex)
+            }
+            var events = 0
+            while head < queue.count {
+                let next = queue[head].eventCount
+                if !batch.isEmpty && events + next > maxEvents { break }
+                batch.append(queue[head])
+                events += next
+                head += 1
+            }
+            if head == queue.count {
+                queue.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head > 1024 {
+                queue.removeFirst(head)
+                head = 0
+            }
+            defer { spaceWaiters.removeAll() }
+            return spaceWaiters
+        }
+        for waiter in waiters { waiter.resume(returning: true) }
+        return batch.isEmpty ? nil : batch
+    }
+
+    /// Stops intake: waiting and future reservations fail; queued and reserved requests are
+    /// still taken by the writer.
+    func close() {
+        let waiters: [CheckedContinuation<Bool, Never>] = locked {
+            closed = true
+            pthread_cond_broadcast(condition)
+            defer { spaceWaiters.removeAll() }
+            return spaceWaiters
+        }
+        for waiter in waiters { waiter.resume(returning: false) }
+    }
+
+    var isClosed: Bool { locked { closed } }
+}
