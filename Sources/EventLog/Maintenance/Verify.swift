@@ -103,8 +103,9 @@ extension EventLogReader {
                 try EventDecoder.with(environment.caches) { decoder in
                     var checker = VerifyChecker(txn: txn, decoder: decoder)
                     checker.checkDictionaries(&report)
+                    try checker.readIndex(&report)
                     try checker.checkEvents(&report)
-                    try checker.checkIndex(&report)
+                    checker.compareIndex(&report)
                 }
             }
         } catch let error as LMDBError {
@@ -128,6 +129,10 @@ private struct VerifyChecker {
     var streamPositions: [UInt32: [UInt64]] = [:]
     var damaged: Set<UInt64> = []
     var streamNames: [UInt32: StreamID] = [:]
+    /// Positions of each stream as its index lists them.
+    var indexPositions: [UInt32: [UInt64]] = [:]
+    /// What the index says each position holds: (stream number, revision).
+    var indexOwner: [UInt64: (stream: UInt32, revision: UInt64)] = [:]
 
     init(txn: ReadTransaction, decoder: EventDecoder) {
         self.txn = txn
@@ -205,7 +210,11 @@ private struct VerifyChecker {
         } catch {
             damaged.insert(position.rawValue)
             let kind: VerifyReport.Problem.Kind = error.message.contains("checksum") ? .checksumMismatch : .malformedEnvelope
-            report.problems.append(.init(kind: kind, position: position, stream: nil, message: error.message))
+            // The index still says whose event this was: name the stream, keep its revisions in step.
+            let owner = indexOwner[position.rawValue]
+            if let owner { nextRevision[owner.stream] = owner.revision + 1 }
+            report.problems.append(.init(kind: kind, position: position, stream: owner.flatMap { stream($0.stream) },
+                                         message: error.message))
             return
         }
         let streamID = stream(envelope.streamNumber)
@@ -238,8 +247,7 @@ private struct VerifyChecker {
         streamPositions[envelope.streamNumber, default: []].append(position.rawValue)
     }
 
-    mutating func checkIndex(_ report: inout VerifyReport) throws {
-        var indexed: Set<UInt32> = []
+    mutating func readIndex(_ report: inout VerifyReport) throws {
         let cursor = try txn.cursor(txn.dbs.streams)
         var entry = try cursor.get(MDB_FIRST)
         while let current = entry {
@@ -249,20 +257,26 @@ private struct VerifyChecker {
                 entry = try cursor.get(MDB_NEXT_NODUP)
                 continue
             }
-            indexed.insert(number)
             report.streamsChecked += 1
             var positions: [UInt64] = []
-            try EventLogReader.forEachPosition(ofStream: number, from: 0, txn: txn) { _, position in
+            try EventLogReader.forEachPosition(ofStream: number, from: 0, txn: txn) { revision, position in
                 positions.append(position.rawValue)
+                indexOwner[position.rawValue] = (number, revision)
                 return true
             }
-            compare(number, index: positions, envelopes: streamPositions[number] ?? [], &report)
+            indexPositions[number] = positions
             // Move past this key's duplicates.
             let key = Keys.bigEndian(number)
             _ = try key.withUnsafeBytes { try cursor.get(MDB_SET, key: $0) }
             entry = try cursor.get(MDB_NEXT_NODUP)
         }
-        for (number, positions) in streamPositions where !indexed.contains(number) {
+    }
+
+    mutating func compareIndex(_ report: inout VerifyReport) {
+        for (number, positions) in indexPositions.sorted(by: { $0.key < $1.key }) {
+            compare(number, index: positions, envelopes: streamPositions[number] ?? [], &report)
+        }
+        for (number, positions) in streamPositions.sorted(by: { $0.key < $1.key }) where indexPositions[number] == nil {
             report.problems.append(.init(
                 kind: .missingIndexEntry, position: positions.first.map { LogPosition($0) }, stream: stream(number),
                 message: "\(positions.count) event(s) of stream number \(number) have no index entries"))

@@ -1,0 +1,145 @@
+import Foundation
+import Testing
+
+@testable import EventLog
+
+@Suite("EventLog: verify, stats, backup")
+struct VerifyTests {
+    /// Random bytes: zstd cannot shrink them, so they are stored raw and can be found in the file.
+    static func randomPayload(_ seed: UInt64, count: Int = 200) -> [UInt8] {
+        var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+        return (0..<count).map { _ in
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            return UInt8(truncatingIfNeeded: state)
+        }
+    }
+
+    /// Writes 120 events (random payloads) to 4 streams and closes the log.
+    static func writeLog(_ dir: String) async throws -> [[UInt8]] {
+        let log = try EventLog(directory: dir, options: testOptions())
+        var payloads: [[UInt8]] = []
+        for n in 0..<120 {
+            let payload = randomPayload(UInt64(n + 1))
+            payloads.append(payload)
+            try await log.append([proposed(n, payload: payload)], to: StreamID("s\(n % 4)"), expectedRevision: .any)
+        }
+        await log.close()
+        return payloads
+    }
+
+    static func copyDataFile(from source: String, to target: String) throws -> String {
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+        let path = target + "/data.mdb"
+        try FileManager.default.copyItem(atPath: source + "/data.mdb", toPath: path)
+        return path
+    }
+
+    @Test("EventLog: verify: a clean log has no problems and stats add up")
+    func clean() async throws {
+        try await withTemporaryDirectory { dir in
+            _ = try await Self.writeLog(dir)
+            let report = try EventLogReader.verify(directory: dir)
+            #expect(report.isClean, "\(report)")
+            #expect(report.eventsChecked == 120)
+            #expect(report.streamsChecked == 4)
+            #expect(report.lastPosition == LogPosition(120))
+            let stats = try EventLogReader(directory: dir).stats()
+            #expect(stats.events == 120)
+            #expect(stats.streams == 4)
+            #expect(stats.payloadBytesRaw == 120 * 200)
+            #expect(stats.eventsStoredRaw == 120)
+            #expect(stats.dataFileBytes > stats.envelopeBytes)
+            #expect(stats.bytesPerEvent > 200)
+        }
+    }
+
+    @Test("EventLog: verify: flipped bytes in one payload are reported at that exact position")
+    func flippedPayload() async throws {
+        try await withTemporaryDirectory { dir in
+            let payloads = try await Self.writeLog(dir + "/log")
+            let damagedPath = try Self.copyDataFile(from: dir + "/log", to: dir + "/damaged")
+            var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: damagedPath)))
+            // Position 77's payload: find it in the file and flip one byte in its middle.
+            let needle = payloads[76]
+            let offset = try #require(Self.find(needle, in: bytes))
+            bytes[offset + 100] ^= 0xFF
+            try Data(bytes).write(to: URL(fileURLWithPath: damagedPath))
+
+            let report = try EventLogReader.verify(directory: dir + "/damaged")
+            #expect(report.problems.count == 1, "\(report)")
+            #expect(report.problems.first?.kind == .checksumMismatch)
+            #expect(report.problems.first?.position == LogPosition(77))
+            #expect(report.problems.first?.stream == "s0")
+            #expect(report.eventsChecked == 120)
+
+            // Readers refuse the damaged event with its position, and read around it.
+            let reader = try EventLogReader(directory: dir + "/damaged")
+            let error = await expectEventLogError { try reader.readAll(after: .start) }
+            #expect(error?.code == .corrupt)
+            #expect(error?.position == LogPosition(77))
+            #expect(try reader.readAll(after: LogPosition(77)).count == 43)
+            #expect(try reader.readAll(after: .start, maxCount: 76).count == 76)
+        }
+    }
+
+    @Test("EventLog: verify: a truncated data file is reported, never crashes")
+    func truncated() async throws {
+        try await withTemporaryDirectory { dir in
+            _ = try await Self.writeLog(dir + "/log")
+            let path = try Self.copyDataFile(from: dir + "/log", to: dir + "/truncated")
+            let size = try #require(FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+            #expect(truncate(path, off_t(size / 2)) == 0)
+            let report = try EventLogReader.verify(directory: dir + "/truncated")
+            #expect(!report.isClean)
+            #expect(report.problems.first?.kind == .truncatedFile)
+            #expect(report.problems.first?.message.contains("truncated") == true)
+            let error = await expectEventLogError { try EventLogReader(directory: dir + "/truncated") }
+            #expect(error?.code == .corrupt)
+
+            // Cut inside the meta pages: still a report, not a crash.
+            #expect(truncate(path, 100) == 0)
+            let tiny = try EventLogReader.verify(directory: dir + "/truncated")
+            #expect(!tiny.isClean)
+        }
+    }
+
+    @Test("EventLog: verify: a missing log is a clear error")
+    func missing() async throws {
+        try await withTemporaryDirectory { dir in
+            let error = await expectEventLogError { try EventLogReader.verify(directory: dir + "/nothing") }
+            #expect(error?.code == .notFound)
+            #expect(error?.message.contains("nothing") == true)
+        }
+    }
+
+    @Test("EventLog: backup: a compacted copy made while the writer runs holds every event")
+    func backup() async throws {
+        try await withTemporaryDirectory { dir in
+            let log = try EventLog(directory: dir + "/log", options: testOptions())
+            for n in 0..<50 {
+                try await log.append([proposed(n)], to: StreamID("s\(n % 3)"), expectedRevision: .any,
+                                     stateWrites: [.put(key: "last", value: [UInt8(n)])])
+            }
+            try log.reader.backup(to: dir + "/copy")
+            try await log.append([proposed(50)], to: "s0", expectedRevision: .any)
+            let copy = try EventLogReader(directory: dir + "/copy")
+            #expect(try copy.lastPosition() == LogPosition(50))
+            #expect(try copy.readAll(after: .start) == log.reader.readAll(after: .start, maxCount: 50))
+            #expect(try copy.state(forKey: "last") == [49])
+            #expect(try copy.verify().isClean)
+            let again = await expectEventLogError { try log.reader.backup(to: dir + "/copy") }
+            #expect(again?.code == .invalidInput)
+            await log.close()
+        }
+    }
+
+    static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        guard needle.count <= haystack.count else { return nil }
+        for start in 0...(haystack.count - needle.count) where haystack[start] == needle[0] {
+            if haystack[start..<(start + needle.count)].elementsEqual(needle) { return start }
+        }
+        return nil
+    }
+}
