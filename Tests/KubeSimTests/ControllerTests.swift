@@ -1,0 +1,213 @@
+import Foundation
+import KubeSimKit
+import Testing
+
+/// The simulated Kamaji, KubeVirt and kubelet rules, through the API.
+@Suite("kube-sim controllers")
+struct ControllerTests {
+    static let tcpPath = "/apis/kamaji.clastix.io/v1alpha1/namespaces/default/tenantcontrolplanes"
+
+    @Test("Controllers: control plane: Ready with its cluster served and admin kubeconfig Secret")
+    func controlPlaneProvision() async throws {
+        try await SimFixture.with { fixture in
+            let workload = try await fixture.readyControlPlane(name: "t1", version: "v1.33.2")
+            let tcp = try await fixture.http.get("\(ControllerTests.tcpPath)/t1")
+            #expect(tcp.json[path: ["status", "kubernetesResources", "version", "version"]]?.stringValue == "v1.33.2")
+            #expect(tcp.json[path: ["status", "kubeconfig", "admin", "secretName"]]?.stringValue == "t1-admin-kubeconfig")
+            let secret = try await fixture.http.get("/api/v1/namespaces/default/secrets/t1-admin-kubeconfig")
+            let adminConf = secret.json["data"]?["admin.conf"]?.stringValue.flatMap { Data(base64Encoded: $0) }
+                .map { String(decoding: $0, as: UTF8.self) } ?? ""
+            #expect(adminConf.contains("server: \(fixture.sim.url)/clusters/default/t1"))
+            #expect(adminConf.contains("token: \(workload.token)"))
+
+            let version = try await workload.get("/version")
+            #expect(version.json["gitVersion"]?.stringValue == "v1.33.2")
+            #expect(try await workload.get("/api/v1/namespaces").status == 200)
+            // The management token does not open a workload cluster, nor the reverse.
+            var wrong = workload
+            wrong.token = fixture.sim.managementToken
+            #expect(try await wrong.get("/api/v1/nodes").status == 401)
+            var reverse = fixture.http
+            reverse.token = workload.token
+            #expect(try await reverse.get("/api/v1/namespaces").status == 401)
+        }
+    }
+
+    @Test("Controllers: control plane: one minor per step; downgrade and jump refused")
+    func controlPlaneUpgradeRules() async throws {
+        try await SimFixture.with { fixture in
+            let http = fixture.http
+            let path = "\(ControllerTests.tcpPath)/t1"
+            let workload = try await fixture.readyControlPlane(name: "t1", version: "v1.33.2")
+
+            let jump = try await http.mergePatch(path, ["spec": ["kubernetes": ["version": "v1.35.0"]]])
+            #expect(jump.status == 403)
+            #expect(jump.json["message"]?.stringValue?.contains("denied the request") == true)
+            let downgrade = try await http.mergePatch(path, ["spec": ["kubernetes": ["version": "v1.32.9"]]])
+            #expect(downgrade.status == 403)
+            let tooNew = try await http.post(
+                ControllerTests.tcpPath,
+                ["metadata": ["name": "t9"], "spec": ["kubernetes": ["version": "v1.37.0"]]])
+            #expect(tooNew.status == 403)
+
+            for target in ["v1.34.1", "v1.35.0", "v1.36.0"] {
+                let step = try await http.mergePatch(path, ["spec": ["kubernetes": ["version": .string(target)]]])
+                #expect(step.status == 200)
+                _ = try await http.waitFor(path) {
+                    $0.json[path: ["status", "kubernetesResources", "version", "version"]]?.stringValue == target
+                        && $0.json[path: ["status", "kubernetesResources", "version", "status"]]?.stringValue == "Ready"
+                }
+                #expect(try await workload.get("/version").json["gitVersion"]?.stringValue == target)
+            }
+            // Each version change applied once, in order.
+            let changes = try await fixture.ledger("resource=tenantcontrolplanes&name=t1").flatMap {
+                $0["changes"]?.arrayValue ?? []
+            }.filter { $0["path"]?.stringValue == "status.kubernetesResources.version.version" }
+            #expect(changes.compactMap { $0["to"]?.stringValue } == ["v1.33.2", "v1.34.1", "v1.35.0", "v1.36.0"])
+        }
+    }
+
+    @Test("Controllers: control plane: a second bump before the first finished is refused by the reconciler")
+    func controlPlaneDoubleBump() async throws {
+        var delays = ControllerDelays.immediate
+        delays.controlPlaneUpgrade = .seconds(2)
+        try await SimFixture.with(delays: delays) { fixture in
+            let http = fixture.http
+            let path = "\(ControllerTests.tcpPath)/t1"
+            _ = try await fixture.readyControlPlane(name: "t1", version: "v1.33.0")
+            #expect(try await http.mergePatch(path, ["spec": ["kubernetes": ["version": "v1.34.0"]]]).status == 200)
+            // Admission compares with the old spec (v1.34.0), so this passes; the reconciler compares
+            // with the installed version (v1.33.0) and refuses.
+            #expect(try await http.mergePatch(path, ["spec": ["kubernetes": ["version": "v1.35.0"]]]).status == 200)
+            let refused = try await http.waitFor(path) {
+                $0.json[path: ["status", "conditions"]]?.arrayValue?.first?["reason"]?.stringValue == "UpgradePlanNotAvailable"
+            }
+            #expect(refused.json[path: ["status", "kubernetesResources", "version", "version"]]?.stringValue == "v1.33.0")
+            try await Task.sleep(for: .seconds(3))
+            let after = try await http.get(path)
+            #expect(after.json[path: ["status", "kubernetesResources", "version", "version"]]?.stringValue == "v1.33.0")
+        }
+    }
+
+    @Test("Controllers: machines: a VM becomes Running and its Node joins with the userdata's kubelet")
+    func machineJoins() async throws {
+        try await SimFixture.with { fixture in
+            let workload = try await fixture.readyControlPlane(name: "t1", version: "v1.33.2")
+            try await fixture.createMachine(name: "m1", cluster: "t1", kubelet: "v1.33.1")
+            let vm = try await fixture.http.waitFor("/apis/kubevirt.io/v1/namespaces/default/virtualmachines/m1") {
+                $0.json["status"]?["ready"]?.boolValue == true
+            }
+            #expect(vm.json["status"]?["printableStatus"]?.stringValue == "Running")
+            let node = try await workload.waitFor("/api/v1/nodes/m1") { $0.status == 200 }
+            #expect(node.json[path: ["status", "nodeInfo", "kubeletVersion"]]?.stringValue == "v1.33.1")
+            let ready = node.json[path: ["status", "conditions"]]?.arrayValue?.first { $0["type"]?.stringValue == "Ready" }
+            #expect(ready?["status"]?.stringValue == "True")
+            #expect(ready?["lastTransitionTime"] != nil)
+            #expect(node.json[path: ["status", "capacity", "cpu"]]?.stringValue == "2")
+
+            // providerID: set once (as CAPK does), never changed.
+            #expect(try await workload.mergePatch("/api/v1/nodes/m1", ["spec": ["providerID": "kubevirt://m1"]]).status == 200)
+            #expect(try await workload.mergePatch("/api/v1/nodes/m1", ["spec": ["providerID": "kubevirt://other"]]).status == 422)
+
+            // NotReady and back through /_sim.
+            let notReady = try await fixture.http.post("/_sim/node-readiness", ["cluster": "default/t1", "node": "m1", "ready": false])
+            #expect(notReady.status == 200)
+            let flipped = try await workload.get("/api/v1/nodes/m1")
+            #expect(flipped.json[path: ["status", "conditions"]]?.arrayValue?.first { $0["type"]?.stringValue == "Ready" }?["status"]?.stringValue == "False")
+            #expect(try await fixture.http.post("/_sim/node-readiness", ["cluster": "default/t1", "node": "m1", "ready": true]).status == 200)
+
+            // Deleting the VM removes the Node.
+            #expect(try await fixture.http.delete("/apis/kubevirt.io/v1/namespaces/default/virtualmachines/m1").status == 200)
+            _ = try await workload.waitFor("/api/v1/nodes/m1") { $0.status == 404 }
+            let nodeCreates = try await fixture.ledger("cluster=default/t1&resource=nodes&name=m1&verb=create")
+            #expect(nodeCreates.count == 1)
+        }
+    }
+
+    @Test("Controllers: machines: kubeadm join refused off the control plane's minor (older or newer)")
+    func joinSkew() async throws {
+        try await SimFixture.with { fixture in
+            let workload = try await fixture.readyControlPlane(name: "t1", version: "v1.34.0")
+            try await fixture.createMachine(name: "old", cluster: "t1", kubelet: "v1.33.5")
+            try await fixture.createMachine(name: "new", cluster: "t1", kubelet: "v1.35.0")
+            try await fixture.createMachine(name: "ok", cluster: "t1", kubelet: "v1.34.0")
+            _ = try await workload.waitFor("/api/v1/nodes/ok") { $0.status == 200 }
+            for name in ["old", "new"] {
+                let vm = try await fixture.http.waitFor("/apis/kubevirt.io/v1/namespaces/default/virtualmachines/\(name)") {
+                    $0.json[path: ["status", "conditions"]]?.arrayValue?.contains { $0["type"]?.stringValue == "Failure" } == true
+                }
+                let failure = vm.json[path: ["status", "conditions"]]?.arrayValue?.first { $0["type"]?.stringValue == "Failure" }
+                #expect(failure?["reason"]?.stringValue == "KubeadmJoinFailed")
+                #expect(try await workload.get("/api/v1/nodes/\(name)").status == 404)
+            }
+        }
+    }
+
+    @Test("Controllers: machines: a VM waits for its control plane, then joins")
+    func joinAfterControlPlane() async throws {
+        var delays = ControllerDelays.immediate
+        delays.controlPlaneProvision = .seconds(1)
+        try await SimFixture.with(delays: delays) { fixture in
+            _ = try await fixture.http.post(
+                ControllerTests.tcpPath, ["metadata": ["name": "late"], "spec": ["kubernetes": ["version": "v1.33.0"]]])
+            try await fixture.createMachine(name: "m1", cluster: "late", kubelet: "v1.33.0")
+            _ = try await fixture.http.waitFor("\(ControllerTests.tcpPath)/late") {
+                $0.json[path: ["status", "kubernetesResources", "version", "status"]]?.stringValue == "Ready"
+            }
+            let workload = try fixture.http.workload(kubeconfigPath: fixture.sim.workloadKubeconfigPath(namespace: "default", name: "late"))
+            _ = try await workload.waitFor("/api/v1/nodes/m1") { $0.status == 200 }
+        }
+    }
+
+    @Test("Controllers: in-place extension: patch upgrade accepted and polled to done; minor declined")
+    func inPlaceExtension() async throws {
+        var delays = ControllerDelays.immediate
+        delays.inPlaceUpdate = .milliseconds(1500)
+        try await SimFixture.with(delays: delays) { fixture in
+            let http = fixture.http
+            let workload = try await fixture.readyControlPlane(name: "t1", version: "v1.33.4")
+            try await fixture.createMachine(name: "m1", cluster: "t1", kubelet: "v1.33.1")
+            _ = try await workload.waitFor("/api/v1/nodes/m1") { $0.status == 200 }
+            func machine(_ version: String) -> JSON {
+                [
+                    "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Machine",
+                    "metadata": ["name": "m1", "namespace": "default"],
+                    "spec": ["clusterName": "t1", "version": .string(version), "providerID": "kubevirt://m1"],
+                ]
+            }
+            let hooks = "/hooks.runtime.cluster.x-k8s.io/v1alpha1"
+            let can = try await http.post(
+                "\(hooks)/canupdatemachine/kube-sim",
+                ["apiVersion": "hooks.runtime.cluster.x-k8s.io/v1alpha1", "kind": "CanUpdateMachineRequest",
+                 "current": ["machine": machine("v1.33.1")], "desired": ["machine": machine("v1.33.4")]])
+            #expect(can.json["status"]?.stringValue == "Success")
+            let encoded = can.json["machinePatch"]?["patch"]?.stringValue ?? ""
+            let patch = Data(base64Encoded: encoded).flatMap { try? JSON.parse(Array($0)) }
+            #expect(can.json["machinePatch"]?["patchType"]?.stringValue == "JSONPatch")
+            #expect(patch == [["op": "replace", "path": "/spec/version", "value": "v1.33.4"]])
+
+            let minor = try await http.post(
+                "\(hooks)/canupdatemachine/kube-sim",
+                ["current": ["machine": machine("v1.32.1")], "desired": ["machine": machine("v1.33.4")]])
+            #expect(minor.json["machinePatch"] == [:])
+            #expect(minor.json["message"]?.stringValue?.contains("minor") == true)
+
+            let update: JSON = ["apiVersion": "hooks.runtime.cluster.x-k8s.io/v1alpha1", "kind": "UpdateMachineRequest", "desired": ["machine": machine("v1.33.4")]]
+            let first = try await http.post("\(hooks)/updatemachine/kube-sim", update)
+            #expect(first.json["status"]?.stringValue == "Success")
+            #expect((first.json["retryAfterSeconds"]?.intValue ?? 0) > 0)
+            #expect(try await workload.get("/api/v1/nodes/m1").json[path: ["status", "nodeInfo", "kubeletVersion"]]?.stringValue == "v1.33.1")
+            try await Task.sleep(for: .seconds(2))
+            let done = try await http.post("\(hooks)/updatemachine/kube-sim", update)
+            #expect(done.json["retryAfterSeconds"]?.intValue == 0)
+            let again = try await http.post("\(hooks)/updatemachine/kube-sim", update)
+            #expect(again.json["status"]?.stringValue == "Success")
+            #expect(try await workload.get("/api/v1/nodes/m1").json[path: ["status", "nodeInfo", "kubeletVersion"]]?.stringValue == "v1.33.4")
+            let changes = try await fixture.ledger("cluster=default/t1&resource=nodes&actor=controller/update-extension")
+            #expect(changes.count == 1)
+
+            let tooFar = try await http.post("\(hooks)/updatemachine/kube-sim", ["desired": ["machine": machine("v1.34.0")]])
+            #expect(tooFar.json["status"]?.stringValue == "Failure")
+        }
+    }
+}

@@ -1,0 +1,175 @@
+import Foundation
+import KubeSimKit
+import Testing
+
+/// Clients nobody here wrote, against the real `kube-sim` binary with the kubeconfig it wrote:
+/// the real kubectl and the official Python `kubernetes` client (pip; `.ci/run` installs it).
+@Suite("kube-sim fidelity", .serialized)
+struct FidelityTests {
+    static let kubectl = ProcessRunner.which("kubectl")
+
+    static var pythonClientAvailable: Bool {
+        get async {
+            guard let python = ProcessRunner.which("python3") else { return false }
+            let probe = try? await ProcessRunner.run(python, ["-c", "import kubernetes"])
+            return probe?.status == 0
+        }
+    }
+
+    @Test("Fidelity: process: prints its address, writes its files, exits 0 on SIGTERM")
+    func processLifecycle() async throws {
+        let sim = try await KubeSimProcess()
+        defer { sim.removeStateDirectory() }
+        print("kube-sim startup (spawn to listening line): \(sim.startup)")
+        #expect(sim.url.hasPrefix("https://127.0.0.1:"))
+        let kubeconfig = try String(contentsOfFile: sim.kubeconfigPath, encoding: .utf8)
+        #expect(kubeconfig.contains("certificate-authority-data: "))
+        #expect(kubeconfig.contains("server: \(sim.url)"))
+        let attributes = try FileManager.default.attributesOfItem(atPath: sim.kubeconfigPath)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        #expect(FileManager.default.fileExists(atPath: "\(sim.stateDirectory)/state/ca.crt"))
+        let status = await sim.terminate()
+        #expect(status == 0)
+    }
+
+    @Test("Fidelity: process: a bad flag exits with a message naming it")
+    func badFlag() async throws {
+        let result = try await ProcessRunner.run(
+            try KubeSimProcess.executablePath(), ["--state-dir", "/tmp/unused-kube-sim", "--faults", #"{"dropResponseRate": 3}"#])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("dropResponseRate"))
+    }
+
+    @Test("Fidelity: kubectl: api-resources, apply --server-side, get, get -o json, delete")
+    func kubectlWorks() async throws {
+        guard let kubectl = FidelityTests.kubectl else {
+            Issue.record("kubectl is not on PATH; this machine image is expected to have it")
+            return
+        }
+        let sim = try await KubeSimProcess(arguments: ["--control-plane-provision-ms", "0", "--vm-ready-ms", "0", "--node-join-ms", "0"])
+        defer { sim.removeStateDirectory() }
+        let cache = "\(sim.stateDirectory)/kubectl-cache"
+        func run(_ arguments: [String], stdin: String? = nil, kubeconfig: String? = nil) async throws -> ProcessResult {
+            try await ProcessRunner.run(
+                kubectl, ["--kubeconfig", kubeconfig ?? sim.kubeconfigPath, "--cache-dir", cache] + arguments, stdin: stdin,
+                environment: ["HOME": sim.stateDirectory, "KUBECONFIG": ""])
+        }
+        let resources = try await run(["api-resources"])
+        #expect(resources.status == 0, "\(resources.stderr)")
+        #expect(resources.stdout.contains("tenantcontrolplanes"))
+        #expect(resources.stdout.contains("kamaji.clastix.io/v1alpha1"))
+        #expect(resources.stdout.contains("virtualmachines"))
+
+        let manifest = """
+            apiVersion: kamaji.clastix.io/v1alpha1
+            kind: TenantControlPlane
+            metadata:
+              name: demo
+              namespace: default
+            spec:
+              kubernetes:
+                version: v1.33.0
+            ---
+            apiVersion: v1
+            kind: ConfigMap
+            metadata:
+              name: settings
+              namespace: default
+            data:
+              mode: fast
+            """
+        let applied = try await run(["apply", "--server-side", "-f", "-"], stdin: manifest)
+        #expect(applied.status == 0, "\(applied.stderr)")
+        #expect(applied.stdout.contains("serverside-applied"))
+
+        let listed = try await run(["get", "tcp"])
+        #expect(listed.status == 0, "\(listed.stderr)")
+        #expect(listed.stdout.contains("demo"))
+        let json = try await run(["get", "configmap", "settings", "-o", "json", "--show-managed-fields"])
+        #expect(json.status == 0, "\(json.stderr)")
+        let object = try JSON.parse(json.stdout)
+        #expect(object["data"]?["mode"]?.stringValue == "fast")
+        #expect(object[path: ["metadata", "managedFields"]]?.arrayValue?.first?["manager"]?.stringValue == "kubectl")
+
+        let reapplied = try await run(["apply", "--server-side", "-f", "-"], stdin: manifest.replacingOccurrences(of: "fast", with: "slow"))
+        #expect(reapplied.status == 0, "\(reapplied.stderr)")
+        let changed = try await run(["get", "configmap", "settings", "-o", "jsonpath={.data.mode}"])
+        #expect(changed.stdout == "slow")
+
+        let missing = try await run(["get", "configmap", "nope"])
+        #expect(missing.status != 0)
+        #expect(missing.stderr.contains("NotFound") || missing.stderr.contains("not found"))
+
+        let deleted = try await run(["delete", "configmap", "settings"])
+        #expect(deleted.status == 0, "\(deleted.stderr)")
+        #expect(deleted.stdout.contains("deleted"))
+
+        // The workload cluster, through the kubeconfig kube-sim wrote for it.
+        let workloadConfig = "\(sim.stateDirectory)/state/clusters/default/demo.kubeconfig"
+        let clock = ContinuousClock()
+        let start = clock.now
+        while !FileManager.default.fileExists(atPath: workloadConfig), clock.now - start < .seconds(30) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let nodes = try await run(["get", "namespaces", "-o", "json"], kubeconfig: workloadConfig)
+        #expect(nodes.status == 0, "\(nodes.stderr)")
+        #expect(nodes.stdout.contains("kube-system"))
+        #expect(await sim.terminate() == 0)
+    }
+
+    static let pythonScript = #"""
+        import sys
+        from kubernetes import client, config
+        from kubernetes.client.rest import ApiException
+
+        config.load_kube_config(config_file=sys.argv[1])
+        core = client.CoreV1Api()
+        names = [n.metadata.name for n in core.list_namespace().items]
+        assert "default" in names, names
+
+        cm = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="py1", labels={"from": "python"}), data={"a": "1"})
+        created = core.create_namespaced_config_map("default", cm)
+        assert created.metadata.uid, created
+        try:
+            core.create_namespaced_config_map("default", cm)
+            raise SystemExit("second create should conflict")
+        except ApiException as error:
+            assert error.status == 409, error.status
+
+        core.patch_namespaced_config_map("py1", "default", {"data": {"a": "2"}})
+        assert core.read_namespaced_config_map("py1", "default").data["a"] == "2"
+        listed = core.list_namespaced_config_map("default", label_selector="from=python")
+        assert [i.metadata.name for i in listed.items] == ["py1"], listed.items
+
+        custom = client.CustomObjectsApi()
+        custom.create_namespaced_custom_object("kubevirt.io", "v1", "default", "virtualmachines",
+            {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": "vm-py"},
+             "spec": {"runStrategy": "Halted"}})
+        vms = custom.list_namespaced_custom_object("kubevirt.io", "v1", "default", "virtualmachines")
+        assert [i["metadata"]["name"] for i in vms["items"]] == ["vm-py"], vms
+
+        core.delete_namespaced_config_map("py1", "default")
+        try:
+            core.read_namespaced_config_map("py1", "default")
+            raise SystemExit("read after delete should be 404")
+        except ApiException as error:
+            assert error.status == 404, error.status
+        print("python client ok")
+        """#
+
+    @Test("Fidelity: python kubernetes client: list, create, patch, delete")
+    func pythonClientWorks() async throws {
+        guard await FidelityTests.pythonClientAvailable, let python = ProcessRunner.which("python3") else {
+            Issue.record("python3 with the kubernetes package is missing; .ci/run installs it with `pip install kubernetes`")
+            return
+        }
+        let sim = try await KubeSimProcess()
+        defer { sim.removeStateDirectory() }
+        let script = "\(sim.stateDirectory)/client_check.py"
+        try Data(FidelityTests.pythonScript.utf8).write(to: URL(fileURLWithPath: script))
+        let result = try await ProcessRunner.run(python, [script, sim.kubeconfigPath])
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("python client ok"))
+        #expect(await sim.terminate() == 0)
+    }
+}

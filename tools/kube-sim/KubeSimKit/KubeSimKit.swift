@@ -1,1 +1,0 @@
-// KubeSimKit: the simulated management cluster and workload clusters (issue 5).

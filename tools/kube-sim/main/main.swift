@@ -1,2 +1,0 @@
-// kube-sim: the simulated management cluster (issue 5).
-print("kube-sim: not built yet")
