@@ -1,0 +1,143 @@
+/// A kubeadm bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`: a public id and a secret half.
+///
+/// Printing it shows the id only (`abcdef.<redacted>`).
+public struct BootstrapToken: Sendable, Hashable, CustomStringConvertible, CustomReflectable {
+    /// The public half: `token-id` in the token Secret, and its name `bootstrap-token-<id>`.
+    public let id: String
+    /// The secret half.
+    public let secret: RedactedBytes
+
+    /// - Throws: `KubernetesError` `.invalidRequest` unless `id` is 6 and `secret` 16 of `[a-z0-9]`.
+    public init(id: String, secret: RedactedBytes) throws {
+        guard Self.isValid(id, count: 6), Self.isValid(secret.exposedString, count: 16) else {
+            throw KubernetesError(
+                code: .invalidRequest, operation: "bootstrap token",
+                detail: "a bootstrap token is 6 then 16 characters of [a-z0-9]")
+        }
+        self.id = id
+        self.secret = secret
+    }
+
+    /// A fresh token from `generator` (the system generator in production).
+    public static func generate<Generator: RandomNumberGenerator>(using generator: inout Generator) -> BootstrapToken {
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789".utf8)
+        func draw(_ count: Int) -> [UInt8] {
+            (0..<count).map { _ in alphabet[Int(generator.next(upperBound: UInt64(alphabet.count)))] }
+        }
+        // The alphabet makes both halves valid by construction.
+        return try! BootstrapToken(id: String(decoding: draw(6), as: UTF8.self), secret: RedactedBytes(draw(16)))
+    }
+
+    /// `id.secret`, for the one place it goes on the wire.
+    var exposedValue: String { "\(id).\(secret.exposedString)" }
+
+    public var description: String { "\(id).<redacted>" }
+    public var customMirror: Mirror { Mirror(self, children: ["id": id], displayStyle: .struct) }
+
+    private static func isValid(_ value: String, count: Int) -> Bool {
+        value.utf8.count == count && value.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) }
+    }
+}
+
+/// What a new node needs to `kubeadm join`: where the API server is, how to trust it, the token.
+public struct KubeadmJoin: Sendable, Hashable {
+    /// `host:port` of the tenant API server.
+    public var apiServerEndpoint: String
+    public var token: BootstrapToken
+    /// `sha256:<hex>` pins of the cluster CA; empty means unsafe skip (simulations only).
+    public var caCertHashes: [String]
+    /// The Node name (the VM name, as CAPK requires).
+    public var nodeName: String
+    /// The kubelet to install, `v1.33.2`; must share the control plane's minor (kubeadm join).
+    public var kubeletVersion: String
+
+    public init(
+        apiServerEndpoint: String, token: BootstrapToken, caCertHashes: [String], nodeName: String,
+        kubeletVersion: String
+    ) {
+        self.apiServerEndpoint = apiServerEndpoint
+        self.token = token
+        self.caCertHashes = caCertHashes
+        self.nodeName = nodeName
+        self.kubeletVersion = kubeletVersion
+    }
+
+    /// cloud-init user data in CABPK's shape: writes `/run/kubeadm/kubeadm-join-config.yaml`
+    /// (a `kubeadm.k8s.io/v1beta4` JoinConfiguration), runs `kubeadm join --config`, then writes
+    /// the bootstrap sentinel. Holds the token, so it is returned redacted.
+    public func cloudConfig() -> RedactedBytes {
+        let discovery: String
+        if caCertHashes.isEmpty {
+            discovery = "        unsafeSkipCAVerification: true"
+        } else {
+            discovery = "        caCertHashes:\n" + caCertHashes.map { "        - \"\($0)\"" }.joined(separator: "\n")
+        }
+        let text = """
+            ## template: jinja
+            #cloud-config
+            write_files:
+            - path: /run/kubeadm/kubeadm-join-config.yaml
+              owner: root:root
+              permissions: '0640'
+              content: |
+                apiVersion: kubeadm.k8s.io/v1beta4
+                kind: JoinConfiguration
+                discovery:
+                  bootstrapToken:
+                    apiServerEndpoint: "\(apiServerEndpoint)"
+                    token: "\(token.exposedValue)"
+            \(discovery)
+                nodeRegistration:
+                  name: "\(nodeName)"
+                  kubeletExtraArgs:
+                  - name: provider-id
+                    value: "kubevirt://\(nodeName)"
+            - path: /etc/capstan/node.yaml
+              owner: root:root
+              permissions: '0644'
+              content: |
+                kubeletVersion: \(kubeletVersion)
+            runcmd:
+            - kubeadm join --config /run/kubeadm/kubeadm-join-config.yaml
+            - mkdir -p /run/cluster-api && echo success > /run/cluster-api/bootstrap-success.complete
+
+            """
+        return RedactedBytes(text)
+    }
+}
+
+extension KubernetesClient {
+    /// Creates, once, the Secret a VM's cloud-init volume reads: key `userdata`, type
+    /// `cluster.x-k8s.io/secret` (CAPK's `<dataSecretName>-userdata`).
+    ///
+    /// - Returns: whether this call created it. The token never appears in the result or a log.
+    @discardableResult
+    public func ensureBootstrapSecret(
+        name: String, namespace: String, join: KubeadmJoin, clusterName: String, key: IdempotencyKey
+    ) async throws -> CreateOutcome<Secret> {
+        let secret = Secret(
+            metadata: ObjectMeta(
+                name: name, namespace: namespace, labels: ["cluster.x-k8s.io/cluster-name": clusterName]),
+            type: "cluster.x-k8s.io/secret", data: ["userdata": join.cloudConfig()])
+        return try await createOnce(.secrets, secret, key: key, as: Secret.self)
+    }
+
+    /// Creates, once, the `bootstrap.kubernetes.io/token` Secret in the tenant's `kube-system`
+    /// that lets `kubeadm join` authenticate with `token` (call on the workload cluster's client).
+    @discardableResult
+    public func ensureBootstrapTokenSecret(
+        _ token: BootstrapToken, expiration: String, key: IdempotencyKey
+    ) async throws -> CreateOutcome<Secret> {
+        let secret = Secret(
+            metadata: ObjectMeta(name: "bootstrap-token-\(token.id)", namespace: "kube-system"),
+            type: "bootstrap.kubernetes.io/token",
+            data: [
+                "token-id": RedactedBytes(token.id), "token-secret": token.secret,
+                "usage-bootstrap-authentication": RedactedBytes("true"),
+                "usage-bootstrap-signing": RedactedBytes("true"),
+                "auth-extra-groups": RedactedBytes("system:bootstrappers:kubeadm:default-node-token"),
+                "expiration": RedactedBytes(expiration),
+            ])
+        return try await createOnce(.secrets, secret, key: key, as: Secret.self)
+    }
+}

@@ -1,0 +1,242 @@
+import CCurl
+import Foundation
+
+/// One request on one easy handle: the options set, the buffers curl points at, the answer so far.
+///
+/// Lives on the curl thread only. It keeps alive what curl only borrows (the header `curl_slist`
+/// and the error buffer) until `release()`, after the handle left the multi handle.
+final class CurlTransfer {
+    let id: UInt64
+    let easy: UnsafeMutableRawPointer
+    private let completion: CurlTransport.Completion
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    private let errorBuffer: UnsafeMutablePointer<CChar>
+    private var responseHeaders: [String: String] = [:]
+    private var responseBody: [UInt8] = []
+    private var headSent = false
+
+    init(id: UInt64, easy: UnsafeMutableRawPointer, completion: CurlTransport.Completion) {
+        self.id = id
+        self.easy = easy
+        self.completion = completion
+        self.errorBuffer = .allocate(capacity: Int(CURL_ERROR_SIZE))
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
+    }
+
+    deinit {
+        errorBuffer.deallocate()
+        precondition(headerList == nil, "CurlTransfer released without release()")
+    }
+
+    private var isStreaming: Bool {
+        if case .streaming = completion { return true }
+        return false
+    }
+
+    // MARK: options
+
+    /// Sets every option for `request`. A failing `setopt` is our bug (wrong type or option), so it traps.
+    func configure(_ request: HTTPRequest) {
+        set(CURLOPT_URL, string: request.url)
+        set(CURLOPT_NOSIGNAL, 1)  // required with threads: no SIGALRM for DNS timeouts
+        set(CURLOPT_TCP_KEEPALIVE, 1)
+        set(CURLOPT_PIPEWAIT, 1)  // prefer multiplexing on an HTTP/2 connection over opening another
+        set(CURLOPT_CONNECTTIMEOUT_MS, Int(request.timeouts.connect.milliseconds))
+        set(CURLOPT_TIMEOUT_MS, request.timeouts.total.map { Int($0.milliseconds) } ?? 0)
+        set(CURLOPT_ERRORBUFFER, pointer: UnsafeMutableRawPointer(errorBuffer))
+        configureMethod(request)
+        configureTLS(request.tls)
+        configureHeaders(request)
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        check(capstan_curl_easy_setopt_data_callback(easy, CURLOPT_WRITEFUNCTION, curlWriteCallback))
+        set(CURLOPT_WRITEDATA, pointer: context)
+        check(capstan_curl_easy_setopt_data_callback(easy, CURLOPT_HEADERFUNCTION, curlHeaderCallback))
+        set(CURLOPT_HEADERDATA, pointer: context)
+    }
+
+    private func configureMethod(_ request: HTTPRequest) {
+        switch request.method {
+        case "GET": set(CURLOPT_HTTPGET, 1)
+        case "POST": break
+        default: set(CURLOPT_CUSTOMREQUEST, string: request.method)
+        }
+        if let body = request.body {
+            // COPYPOSTFIELDS copies the bytes, so the body need not outlive this call.
+            check(capstan_curl_easy_setopt_off_t(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count)))
+            body.withUnsafeBytes { bytes in
+                let base = bytes.baseAddress ?? UnsafeRawPointer(errorBuffer)
+                set(CURLOPT_COPYPOSTFIELDS, pointer: UnsafeMutableRawPointer(mutating: base))
+            }
+        } else if request.method == "POST" {
+            check(capstan_curl_easy_setopt_off_t(easy, CURLOPT_POSTFIELDSIZE_LARGE, 0))
+            set(CURLOPT_COPYPOSTFIELDS, string: "")
+        }
+    }
+
+    private func configureTLS(_ tls: TLSSettings) {
+        if tls.insecureSkipTLSVerify {
+            set(CURLOPT_SSL_VERIFYPEER, 0)
+            set(CURLOPT_SSL_VERIFYHOST, 0)
+        } else {
+            set(CURLOPT_SSL_VERIFYPEER, 1)
+            set(CURLOPT_SSL_VERIFYHOST, 2)
+        }
+        switch tls.certificateAuthority {
+        case .file(let path): set(CURLOPT_CAINFO, string: path)
+        case .pem(let pem): setBlob(CURLOPT_CAINFO_BLOB, pem.exposedBytes)
+        case nil: break
+        }
+        switch tls.clientCertificate {
+        case .file(let path): set(CURLOPT_SSLCERT, string: path)
+        case .pem(let pem): setBlob(CURLOPT_SSLCERT_BLOB, pem.exposedBytes)
+        case nil: break
+        }
+        if tls.clientCertificate != nil { set(CURLOPT_SSLCERTTYPE, string: "PEM") }
+        switch tls.clientKey {
+        case .file(let path): set(CURLOPT_SSLKEY, string: path)
+        case .pem(let pem): setBlob(CURLOPT_SSLKEY_BLOB, pem.exposedBytes)
+        case nil: break
+        }
+        if tls.clientKey != nil { set(CURLOPT_SSLKEYTYPE, string: "PEM") }
+    }
+
+    private func configureHeaders(_ request: HTTPRequest) {
+        var lines = request.headers
+        // curl asks for `100-continue` before large bodies; servers answering at once make that a stall.
+        lines.append("Expect:")
+        if let token = request.tls.bearerToken { lines.append("Authorization: Bearer \(token.exposedString)") }
+        for line in lines {
+            guard let appended = curl_slist_append(headerList, line) else { fatalError("curl_slist_append: out of memory") }
+            headerList = appended
+        }
+        check(capstan_curl_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, headerList))
+    }
+
+    private func set(_ option: CURLoption, _ value: Int) {
+        check(capstan_curl_easy_setopt_long(easy, option, value))
+    }
+
+    private func set(_ option: CURLoption, string: String) {
+        // curl copies string options (`curl_easy_setopt(3)`: "strings are copied" since 7.17).
+        check(capstan_curl_easy_setopt_string(easy, option, string))
+    }
+
+    private func set(_ option: CURLoption, pointer: UnsafeMutableRawPointer) {
+        check(capstan_curl_easy_setopt_pointer(easy, option, pointer))
+    }
+
+    private func setBlob(_ option: CURLoption, _ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { raw in
+            // CURL_BLOB_COPY: curl keeps its own copy, so our array may go away after this call.
+            var blob = curl_blob(
+                data: UnsafeMutableRawPointer(mutating: raw.baseAddress), len: raw.count,
+                flags: UInt32(CURL_BLOB_COPY))
+            check(capstan_curl_easy_setopt_blob(easy, option, &blob))
+        }
+    }
+
+    private func check(_ code: CURLcode, line: UInt = #line) {
+        precondition(code == CURLE_OK, "curl_easy_setopt failed (\(code.rawValue)) at CurlTransfer.swift:\(line)")
+    }
+
+    // MARK: callbacks (curl thread)
+
+    func receiveHeader(_ bytes: UnsafeRawBufferPointer) {
+        let line = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: ["\r", "\n"])
+        if line.hasPrefix("HTTP/") {
+            responseHeaders = [:]  // a new response (after 100 Continue or a redirect)
+            return
+        }
+        guard let colon = line.firstIndex(of: ":") else { return }
+        let name = line[..<colon].lowercased()
+        let value = line[line.index(after: colon)...].trimmingCharacters(in: [" ", "\t"])
+        responseHeaders[name] = value
+    }
+
+    func receiveBody(_ bytes: UnsafeRawBufferPointer) {
+        guard case .streaming(let continuation) = completion else {
+            responseBody.append(contentsOf: bytes)
+            return
+        }
+        if !headSent {
+            headSent = true
+            continuation.yield(.head(status: responseStatus(), headers: responseHeaders))
+        }
+        continuation.yield(.body(Array(bytes)))
+    }
+
+    private func responseStatus() -> Int {
+        var status = 0
+        let code = capstan_curl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
+        precondition(code == CURLE_OK, "curl_easy_getinfo(CURLINFO_RESPONSE_CODE): \(code.rawValue)")
+        return status
+    }
+
+    // MARK: completion
+
+    func complete(_ result: Result<Void, any Error>) {
+        switch (completion, result) {
+        case (.buffered(let waiter), .success):
+            waiter.resume(returning: HTTPResponse(status: responseStatus(), headers: responseHeaders, body: responseBody))
+        case (.streaming(let continuation), .success):
+            if !headSent { continuation.yield(.head(status: responseStatus(), headers: responseHeaders)) }
+            continuation.finish()
+        case (_, .failure(let error)):
+            completion.fail(error)
+        }
+    }
+
+    /// Frees what curl borrowed. Call after the handle left the multi handle.
+    func release() {
+        curl_slist_free_all(headerList)
+        headerList = nil
+    }
+
+    func transportError(_ code: CURLcode) -> HTTPTransportError {
+        let detail = String(cString: errorBuffer)
+        let message = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
+        let kind: HTTPTransportError.Code
+        switch code {
+        case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
+            kind = .connectFailed
+        case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE:
+            kind = .tlsVerificationFailed
+        case CURLE_SSL_CONNECT_ERROR, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CIPHER, CURLE_SSL_ENGINE_NOTFOUND:
+            kind = .tlsFailed
+        case CURLE_OPERATION_TIMEDOUT:
+            kind = .timedOut
+        case CURLE_RECV_ERROR, CURLE_SEND_ERROR, CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE, CURLE_HTTP2,
+            CURLE_HTTP2_STREAM:
+            kind = .connectionLost
+        default:
+            kind = .other
+        }
+        return HTTPTransportError(code: kind, curlCode: Int32(code.rawValue), message: message)
+    }
+}
+
+@available(*, unavailable) extension CurlTransfer: Sendable {}
+
+private let curlWriteCallback: capstan_curl_data_callback = { data, size, count, context in
+    let length = size * count
+    guard let context, let data, length > 0 else { return length }
+    let transfer = Unmanaged<CurlTransfer>.fromOpaque(context).takeUnretainedValue()
+    transfer.receiveBody(UnsafeRawBufferPointer(start: data, count: length))
+    return length
+}
+
+private let curlHeaderCallback: capstan_curl_data_callback = { data, size, count, context in
+    let length = size * count
+    guard let context, let data, length > 0 else { return length }
+    let transfer = Unmanaged<CurlTransfer>.fromOpaque(context).takeUnretainedValue()
+    transfer.receiveHeader(UnsafeRawBufferPointer(start: data, count: length))
+    return length
+}
+
+extension Duration {
+    /// Whole milliseconds, rounded down (curl takes `long` milliseconds).
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,369 @@
+import Foundation
+import Yams
+
+/// Where TLS material comes from: a file curl reads itself, or PEM bytes held in memory.
+public enum PEMSource: Sendable, Hashable, CustomStringConvertible {
+    /// A path, already resolved against the kubeconfig's directory.
+    case file(String)
+    /// PEM bytes (from a `-data` field, base64-decoded). Redacted when printed.
+    case pem(RedactedBytes)
+
+    public var description: String {
+        switch self {
+        case .file(let path): "file \(path)"
+        case .pem(let bytes): "inline PEM (\(bytes.count) bytes)"
+        }
+    }
+}
+
+/// A parsed kubeconfig file (`apiVersion: v1`, `kind: Config`).
+///
+/// Every context is checked when the file is read: a context naming a cluster or user that the
+/// file does not hold is an error, as is a `current-context` that names no context. Relative
+/// paths (`certificate-authority`, `client-certificate`, `client-key`, `tokenFile`) are
+/// resolved against the file's directory, as kubectl does.
+public struct Kubeconfig: Sendable, CustomStringConvertible {
+    public struct Cluster: Sendable, Hashable {
+        public var name: String
+        public var server: String
+        public var certificateAuthority: PEMSource?
+        /// Only ever true when the file says `insecure-skip-tls-verify: true`.
+        public var insecureSkipTLSVerify: Bool
+    }
+
+    public struct User: Sendable, Hashable {
+        public var name: String
+        public var token: RedactedBytes?
+        public var clientCertificate: PEMSource?
+        public var clientKey: PEMSource?
+    }
+
+    public struct Context: Sendable, Hashable {
+        public var name: String
+        public var cluster: String
+        public var user: String
+        public var namespace: String?
+    }
+
+    /// The path read, or a description of where the bytes came from.
+    public var source: String
+    public var clusters: [Cluster]
+    public var users: [User]
+    public var contexts: [Context]
+    public var currentContext: String?
+
+    public var description: String {
+        "Kubeconfig(\(source), contexts: \(contexts.map(\.name)), current: \(currentContext ?? "-"))"
+    }
+
+    /// Reads and validates the kubeconfig at `path`.
+    ///
+    /// - Throws: `KubeconfigError` naming `path` and the field at fault.
+    public static func load(path: String) throws -> Kubeconfig {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw KubeconfigError(code: .unreadable, file: path, fieldPath: "", reason: "cannot read the file")
+        }
+        let base = (path as NSString).deletingLastPathComponent
+        return try parse(String(decoding: data, as: UTF8.self), source: path, baseDirectory: base)
+    }
+
+    /// Parses and validates kubeconfig text.
+    ///
+    /// - Parameters:
+    ///   - text: YAML or JSON.
+    ///   - source: what errors call the file (a path, or "Secret ns/name key admin.conf").
+    ///   - baseDirectory: where relative paths resolve; nil means relative paths are refused.
+    /// - Throws: `KubeconfigError`.
+    public static func parse(_ text: String, source: String, baseDirectory: String?) throws -> Kubeconfig {
+        var reader = KubeconfigReader(source: source, baseDirectory: baseDirectory)
+        return try reader.read(text)
+    }
+
+    /// The context `name`, or the current context when `name` is nil.
+    ///
+    /// - Throws: `KubeconfigError` `.danglingReference` when there is no such context.
+    public func context(named name: String? = nil) throws -> Context {
+        guard let wanted = name ?? currentContext else {
+            throw KubeconfigError(
+                code: .missingField, file: source, fieldPath: "current-context",
+                reason: "no current-context and no context was asked for")
+        }
+        guard let context = contexts.first(where: { $0.name == wanted }) else {
+            throw KubeconfigError(
+                code: .danglingReference, file: source, fieldPath: name == nil ? "current-context" : "contexts",
+                reason: "no context named \"\(wanted)\"")
+        }
+        return context
+    }
+
+    /// Everything needed to talk to the cluster of context `name` (current context when nil).
+    ///
+    /// - Throws: `KubeconfigError` when the context does not exist.
+    public func connection(context name: String? = nil) throws -> ClusterConnection {
+        let context = try context(named: name)
+        // Both lookups were validated at parse time; failing here would be a broken invariant.
+        guard let cluster = clusters.first(where: { $0.name == context.cluster }),
+            let user = users.first(where: { $0.name == context.user })
+        else { preconditionFailure("kubeconfig references were validated at parse time") }
+        return ClusterConnection(
+            server: cluster.server, certificateAuthority: cluster.certificateAuthority,
+            insecureSkipTLSVerify: cluster.insecureSkipTLSVerify,
+            clientCertificate: user.clientCertificate, clientKey: user.clientKey, token: user.token,
+            namespace: context.namespace, source: "\(source) context \(context.name)")
+    }
+}
+
+/// How to reach one API server: address, TLS trust, credentials, default namespace.
+///
+/// Printing it never shows the token or the key.
+public struct ClusterConnection: Sendable, Hashable, CustomStringConvertible {
+    /// `https://host:port[/path-prefix]`, without a trailing slash.
+    public var server: String
+    public var certificateAuthority: PEMSource?
+    public var insecureSkipTLSVerify: Bool
+    public var clientCertificate: PEMSource?
+    public var clientKey: PEMSource?
+    public var token: RedactedBytes?
+    public var namespace: String?
+    /// Where this came from, for messages: "path context name".
+    public var source: String
+
+    public init(
+        server: String, certificateAuthority: PEMSource? = nil, insecureSkipTLSVerify: Bool = false,
+        clientCertificate: PEMSource? = nil, clientKey: PEMSource? = nil,
+        token: RedactedBytes? = nil, namespace: String? = nil, source: String = "inline"
+    ) {
+        var trimmed = server
+        while trimmed.hasSuffix("/") { trimmed.removeLast() }
+        self.server = trimmed
+        self.certificateAuthority = certificateAuthority
+        self.insecureSkipTLSVerify = insecureSkipTLSVerify
+        self.clientCertificate = clientCertificate
+        self.clientKey = clientKey
+        self.token = token
+        self.namespace = namespace
+        self.source = source
+    }
+
+    public var description: String {
+        var parts = ["server: \(server)", "from: \(source)"]
+        if let certificateAuthority { parts.append("ca: \(certificateAuthority)") }
+        if insecureSkipTLSVerify { parts.append("insecure-skip-tls-verify") }
+        if token != nil { parts.append("token: <redacted>") }
+        if clientCertificate != nil { parts.append("client certificate") }
+        return "ClusterConnection(\(parts.joined(separator: ", ")))"
+    }
+}
+
+/// Walks the YAML tree by hand so every error can name its exact field path.
+private struct KubeconfigReader {
+    let source: String
+    let baseDirectory: String?
+
+    init(source: String, baseDirectory: String?) {
+        self.source = source
+        self.baseDirectory = baseDirectory
+    }
+
+    func fail(_ code: KubeconfigError.Code, _ path: String, _ reason: String) -> KubeconfigError {
+        KubeconfigError(code: code, file: source, fieldPath: path, reason: reason)
+    }
+
+    mutating func read(_ text: String) throws -> Kubeconfig {
+        let root: Yams.Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            // Yams' own description quotes the offending line, which may hold a token: keep only the position.
+            throw fail(.malformed, "", "not valid YAML (\(Self.position(of: error)))")
+        }
+        guard let root, let top = root.mapping else {
+            throw fail(.malformed, "", "expected a mapping at the top level")
+        }
+        if let kind = top["kind"], kind.string != "Config" {
+            throw fail(.invalidValue, "kind", "expected \"Config\"")
+        }
+        let clusters = try items(top, "clusters").map { try cluster($0.node, $0.path) }
+        let users = try items(top, "users").map { try user($0.node, $0.path) }
+        let contexts = try items(top, "contexts").map { try context($0.node, $0.path) }
+        try checkUnique(clusters.map(\.name), "clusters")
+        try checkUnique(users.map(\.name), "users")
+        try checkUnique(contexts.map(\.name), "contexts")
+        for (index, context) in contexts.enumerated() {
+            if !clusters.contains(where: { $0.name == context.cluster }) {
+                throw fail(
+                    .danglingReference, "contexts[\(index)].context.cluster", "no cluster named \"\(context.cluster)\"")
+            }
+            if !users.contains(where: { $0.name == context.user }) {
+                throw fail(.danglingReference, "contexts[\(index)].context.user", "no user named \"\(context.user)\"")
+            }
+        }
+        let current = try optionalString(top, "current-context", "current-context").flatMap { $0.isEmpty ? nil : $0 }
+        if let current, !contexts.contains(where: { $0.name == current }) {
+            throw fail(.danglingReference, "current-context", "no context named \"\(current)\"")
+        }
+        return Kubeconfig(
+            source: source, clusters: clusters, users: users, contexts: contexts, currentContext: current)
+    }
+
+    static func position(of error: YamlError) -> String {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
+            .composer(_, let problem, let mark, _):
+            "line \(mark.line) column \(mark.column): \(problem)"
+        case .reader(let problem, let offset, _, _): "offset \(offset ?? 0): \(problem)"
+        case .duplicatedKeysInMapping(let duplicates, _): "duplicated keys \(duplicates)"
+        default: "unreadable YAML"
+        }
+    }
+
+    func items(_ mapping: Yams.Node.Mapping, _ key: String) throws -> [(node: Yams.Node.Mapping, path: String)] {
+        guard let node = mapping[key] else { return [] }
+        if node.scalar.map({ $0.string == "null" || $0.string == "~" || $0.string.isEmpty }) == true { return [] }
+        guard let sequence = node.sequence else { throw fail(.malformed, key, "expected a list") }
+        return try sequence.enumerated().map { index, item in
+            guard let itemMapping = item.mapping else {
+                throw fail(.malformed, "\(key)[\(index)]", "expected a mapping")
+            }
+            return (itemMapping, "\(key)[\(index)]")
+        }
+    }
+
+    func checkUnique(_ names: [String], _ key: String) throws {
+        var seen: Set<String> = []
+        for (index, name) in names.enumerated() where !seen.insert(name).inserted {
+            throw fail(.invalidValue, "\(key)[\(index)].name", "duplicate name \"\(name)\"")
+        }
+    }
+
+    func optionalString(_ mapping: Yams.Node.Mapping, _ key: String, _ path: String) throws -> String? {
+        guard let node = mapping[key] else { return nil }
+        guard let scalar = node.scalar else { throw fail(.malformed, path, "expected a string") }
+        if scalar.style == .plain && ["null", "~", "Null", "NULL"].contains(scalar.string) {
+            return nil
+        }
+        return scalar.string
+    }
+
+    func requiredString(_ mapping: Yams.Node.Mapping, _ key: String, _ path: String) throws -> String {
+        guard let value = try optionalString(mapping, key, path), !value.isEmpty else {
+            throw fail(.missingField, path, "required")
+        }
+        return value
+    }
+
+    func name(_ item: Yams.Node.Mapping, _ path: String) throws -> String {
+        try requiredString(item, "name", "\(path).name")
+    }
+
+    func body(_ item: Yams.Node.Mapping, _ key: String, _ path: String) throws -> Yams.Node.Mapping {
+        guard let node = item[key] else { throw fail(.missingField, "\(path).\(key)", "required") }
+        guard let mapping = node.mapping else { throw fail(.malformed, "\(path).\(key)", "expected a mapping") }
+        return mapping
+    }
+
+    func cluster(_ item: Yams.Node.Mapping, _ path: String) throws -> Kubeconfig.Cluster {
+        let name = try name(item, path)
+        let body = try body(item, "cluster", path)
+        let base = "\(path).cluster"
+        let server = try requiredString(body, "server", "\(base).server")
+        guard let url = URL(string: server), let scheme = url.scheme, ["https", "http"].contains(scheme),
+            url.host != nil
+        else {
+            throw fail(.invalidValue, "\(base).server", "expected an https:// or http:// URL with a host")
+        }
+        let insecure: Bool
+        if let node = body["insecure-skip-tls-verify"] {
+            guard let value = node.bool else { throw fail(.malformed, "\(base).insecure-skip-tls-verify", "expected true or false") }
+            insecure = value
+        } else {
+            insecure = false
+        }
+        let authority = try pem(body, file: "certificate-authority", data: "certificate-authority-data", base, secret: false)
+        if insecure && authority != nil {
+            throw fail(
+                .invalidValue, "\(base).insecure-skip-tls-verify",
+                "cannot be true together with a certificate authority")
+        }
+        return Kubeconfig.Cluster(
+            name: name, server: server, certificateAuthority: authority, insecureSkipTLSVerify: insecure)
+    }
+
+    func user(_ item: Yams.Node.Mapping, _ path: String) throws -> Kubeconfig.User {
+        let name = try name(item, path)
+        let body = try body(item, "user", path)
+        let base = "\(path).user"
+        for unsupported in ["exec", "auth-provider", "username", "password"] where body[unsupported] != nil {
+            throw fail(.invalidValue, "\(base).\(unsupported)", "not supported; use token, tokenFile or client certificates")
+        }
+        var token: RedactedBytes? = nil
+        if let value = try optionalString(body, "token", "\(base).token"), !value.isEmpty {
+            token = RedactedBytes(value)
+        }
+        if let file = try optionalString(body, "tokenFile", "\(base).tokenFile"), !file.isEmpty {
+            if token != nil { throw fail(.invalidValue, "\(base).tokenFile", "cannot be set together with token") }
+            let resolved = try resolve(file, "\(base).tokenFile")
+            guard let data = FileManager.default.contents(atPath: resolved) else {
+                throw fail(.unreadable, "\(base).tokenFile", "cannot read \(resolved)")
+            }
+            let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !text.isEmpty else { throw fail(.invalidValue, "\(base).tokenFile", "\(resolved) is empty") }
+            token = RedactedBytes(text)
+        }
+        let certificate = try pem(body, file: "client-certificate", data: "client-certificate-data", base, secret: false)
+        let key = try pem(body, file: "client-key", data: "client-key-data", base, secret: true)
+        if (certificate == nil) != (key == nil) {
+            let missing = certificate == nil ? "client-certificate" : "client-key"
+            throw fail(.missingField, "\(base).\(missing)", "a client certificate needs both certificate and key")
+        }
+        return Kubeconfig.User(name: name, token: token, clientCertificate: certificate, clientKey: key)
+    }
+
+    func context(_ item: Yams.Node.Mapping, _ path: String) throws -> Kubeconfig.Context {
+        let name = try name(item, path)
+        let body = try body(item, "context", path)
+        let base = "\(path).context"
+        return Kubeconfig.Context(
+            name: name, cluster: try requiredString(body, "cluster", "\(base).cluster"),
+            user: try requiredString(body, "user", "\(base).user"),
+            namespace: try optionalString(body, "namespace", "\(base).namespace").flatMap { $0.isEmpty ? nil : $0 })
+    }
+
+    /// A `field` / `field-data` pair: a path curl reads, or base64 PEM held in memory.
+    func pem(_ body: Yams.Node.Mapping, file: String, data: String, _ base: String, secret: Bool) throws -> PEMSource? {
+        let path = try optionalString(body, file, "\(base).\(file)").flatMap { $0.isEmpty ? nil : $0 }
+        let encoded = try optionalString(body, data, "\(base).\(data)").flatMap { $0.isEmpty ? nil : $0 }
+        switch (path, encoded) {
+        case (nil, nil):
+            return nil
+        case (.some, .some):
+            throw fail(.invalidValue, "\(base).\(data)", "cannot be set together with \(file)")
+        case (let path?, nil):
+            let resolved = try resolve(path, "\(base).\(file)")
+            guard FileManager.default.isReadableFile(atPath: resolved) else {
+                throw fail(.unreadable, "\(base).\(file)", "cannot read \(resolved)")
+            }
+            return .file(resolved)
+        case (nil, let encoded?):
+            let compact = encoded.filter { !$0.isWhitespace }
+            guard let bytes = Data(base64Encoded: compact), !bytes.isEmpty else {
+                throw fail(.invalidValue, "\(base).\(data)", "not valid base64")
+            }
+            guard String(decoding: bytes, as: UTF8.self).contains("-----BEGIN ") else {
+                throw fail(.invalidValue, "\(base).\(data)", "does not hold PEM (no -----BEGIN line)")
+            }
+            return .pem(RedactedBytes(Array(bytes)))
+        }
+    }
+
+    func resolve(_ path: String, _ field: String) throws -> String {
+        if path.hasPrefix("/") { return path }
+        guard let baseDirectory else {
+            throw fail(.invalidValue, field, "a relative path needs a kubeconfig file to resolve against")
+        }
+        return baseDirectory.isEmpty ? path : (baseDirectory as NSString).appendingPathComponent(path)
+    }
+}

@@ -1,0 +1,241 @@
+import Foundation
+import Testing
+
+@testable import Providers
+
+/// A temporary directory removed when the value goes away.
+final class TemporaryDirectory {
+    let path: String
+
+    init() {
+        path = NSTemporaryDirectory() + "capstan-providers-\(UUID().uuidString)"
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    @discardableResult
+    func write(_ name: String, _ text: String) -> String {
+        let file = (path as NSString).appendingPathComponent(name)
+        try! text.write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+}
+
+private let pemCertificate = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+private let pemKey = "-----BEGIN EC PRIVATE KEY-----\nSECRETKEYMATERIAL\n-----END EC PRIVATE KEY-----\n"
+private func base64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
+
+private func kubeconfig(cluster: String, user: String, context: String = "", current: String = "ctx") -> String {
+    """
+    apiVersion: v1
+    kind: Config
+    clusters:
+    - name: c1
+      cluster:
+    \(cluster)
+    users:
+    - name: u1
+      user:
+    \(user)
+    contexts:
+    - name: ctx
+      context:
+        cluster: c1
+        user: u1
+    \(context)
+    current-context: \(current)
+    """
+}
+
+@Suite struct KubeconfigTests {
+    /// Goal: every supported field lands in the connection. Method: one file using the -data
+    /// variants and a token, one using file paths (relative, resolved against the file's directory) and tokenFile.
+    @Test("Kubeconfig: parse: inline data and token")
+    func inlineDataAndToken() throws {
+        let text = kubeconfig(
+            cluster: """
+                    server: https://127.0.0.1:6443/clusters/ns/c1/
+                    certificate-authority-data: \(base64(pemCertificate))
+                """,
+            user: """
+                    token: sekrit-token-value
+                """,
+            context: "    namespace: team-a")
+        let config = try Kubeconfig.parse(text, source: "/tmp/a.kubeconfig", baseDirectory: "/tmp")
+        let connection = try config.connection()
+        #expect(connection.server == "https://127.0.0.1:6443/clusters/ns/c1")
+        #expect(connection.certificateAuthority == .pem(RedactedBytes(pemCertificate)))
+        #expect(connection.token?.exposedString == "sekrit-token-value")
+        #expect(connection.namespace == "team-a")
+        #expect(connection.insecureSkipTLSVerify == false)
+        #expect(connection.clientCertificate == nil)
+        #expect(!"\(connection)".contains("sekrit"))
+        #expect(!"\(config)".contains("sekrit"))
+        var dumped = ""
+        dump(connection, to: &dumped)
+        #expect(!dumped.contains("sekrit"))
+    }
+
+    @Test("Kubeconfig: parse: files, tokenFile and client certificates, relative to the file")
+    func filesAndClientCertificates() throws {
+        let directory = TemporaryDirectory()
+        directory.write("ca.crt", pemCertificate)
+        directory.write("client.crt", pemCertificate)
+        directory.write("client.key", pemKey)
+        directory.write("token", "file-token\n")
+        let path = directory.write(
+            "config",
+            kubeconfig(
+                cluster: """
+                        server: https://localhost:1
+                        certificate-authority: ca.crt
+                    """,
+                user: """
+                        tokenFile: token
+                        client-certificate: client.crt
+                        client-key: \(directory.path)/client.key
+                    """))
+        let connection = try Kubeconfig.load(path: path).connection(context: "ctx")
+        #expect(connection.certificateAuthority == .file(directory.path + "/ca.crt"))
+        #expect(connection.clientCertificate == .file(directory.path + "/client.crt"))
+        #expect(connection.clientKey == .file(directory.path + "/client.key"))
+        #expect(connection.token?.exposedString == "file-token")
+        #expect(connection.namespace == nil)
+    }
+
+    @Test("Kubeconfig: parse: client certificate and key data")
+    func clientCertificateData() throws {
+        let text = kubeconfig(
+            cluster: "    server: https://h:1\n    insecure-skip-tls-verify: true",
+            user: """
+                    client-certificate-data: \(base64(pemCertificate))
+                    client-key-data: \(base64(pemKey))
+                """)
+        let connection = try Kubeconfig.parse(text, source: "x", baseDirectory: nil).connection()
+        #expect(connection.clientCertificate == .pem(RedactedBytes(pemCertificate)))
+        #expect(connection.clientKey == .pem(RedactedBytes(pemKey)))
+        #expect(connection.insecureSkipTLSVerify)
+        #expect(!"\(connection)".contains("SECRETKEYMATERIAL"))
+    }
+
+    @Test("Kubeconfig: parse: insecure-skip-tls-verify false stays false")
+    func insecureFalse() throws {
+        let text = kubeconfig(cluster: "    server: https://h:1\n    insecure-skip-tls-verify: false", user: "    token: t")
+        #expect(try Kubeconfig.parse(text, source: "x", baseDirectory: nil).connection().insecureSkipTLSVerify == false)
+    }
+
+    /// Goal: each broken file names the file and the field path, and never echoes a credential.
+    @Test(
+        "Kubeconfig: errors: name file and field",
+        arguments: [
+            (
+                kubeconfig(cluster: "    server: https://h:1", user: "    token: sekrit", current: "nope"),
+                "current-context", KubeconfigError.Code.danglingReference
+            ),
+            (
+                kubeconfig(cluster: "    server: https://h:1", user: "    token: sekrit").replacingOccurrences(
+                    of: "cluster: c1", with: "cluster: x"),
+                "contexts[0].context.cluster", .danglingReference
+            ),
+            (
+                kubeconfig(cluster: "    server: https://h:1", user: "    token: sekrit").replacingOccurrences(
+                    of: "user: u1", with: "user: ghost"),
+                "contexts[0].context.user", .danglingReference
+            ),
+            (kubeconfig(cluster: "    insecure-skip-tls-verify: true", user: "    token: sekrit"), "clusters[0].cluster.server", .missingField),
+            (kubeconfig(cluster: "    server: not a url", user: "    token: sekrit"), "clusters[0].cluster.server", .invalidValue),
+            (
+                kubeconfig(cluster: "    server: https://h:1\n    certificate-authority-data: '!!!notbase64'", user: "    token: sekrit"),
+                "clusters[0].cluster.certificate-authority-data", .invalidValue
+            ),
+            (
+                kubeconfig(cluster: "    server: https://h:1\n    certificate-authority-data: \(base64("hello"))", user: "    token: sekrit"),
+                "clusters[0].cluster.certificate-authority-data", .invalidValue
+            ),
+            (
+                kubeconfig(cluster: "    server: https://h:1\n    certificate-authority: /nonexistent/ca.crt", user: "    token: sekrit"),
+                "clusters[0].cluster.certificate-authority", .unreadable
+            ),
+            (
+                kubeconfig(cluster: "    server: https://h:1\n    insecure-skip-tls-verify: maybe", user: "    token: sekrit"),
+                "clusters[0].cluster.insecure-skip-tls-verify", .malformed
+            ),
+            (
+                kubeconfig(cluster: "    server: https://h:1", user: "    client-certificate-data: \(base64(pemCertificate))"),
+                "users[0].user.client-key", .missingField
+            ),
+            (
+                kubeconfig(cluster: "    server: https://h:1", user: "    client-key-data: \(base64(pemKey))"),
+                "users[0].user.client-certificate", .missingField
+            ),
+            (
+                kubeconfig(cluster: "    server: https://h:1", user: "    tokenFile: /nonexistent/token"),
+                "users[0].user.tokenFile", .unreadable
+            ),
+            (
+                kubeconfig(cluster: "    server: https://h:1", user: "    token: sekrit\n    tokenFile: /etc/hostname"),
+                "users[0].user.tokenFile", .invalidValue
+            ),
+            (
+                kubeconfig(cluster: "    server: https://h:1", user: "    exec:\n      command: sekrit-helper"),
+                "users[0].user.exec", .invalidValue
+            ),
+            (
+                kubeconfig(cluster: "    server: https://h:1", user: "    token: sekrit").replacingOccurrences(
+                    of: "- name: u1\n", with: "- nome: u1\n"),
+                "users[0].name", .missingField
+            ),
+            (
+                kubeconfig(cluster: "    server: https://h:1", user: "    token: sekrit").replacingOccurrences(
+                    of: "clusters:\n", with: "clusters: 7\nxclusters:\n"),
+                "clusters", .malformed
+            ),
+            ("apiVersion: v1\nkind: Pod\n", "kind", .invalidValue),
+            ("clusters: [\n  token: sekrit {", "", .malformed),
+            ("- just a list", "", .malformed),
+        ])
+    func errorsNameFileAndField(text: String, field: String, code: KubeconfigError.Code) throws {
+        let error = #expect(throws: KubeconfigError.self) {
+            _ = try Kubeconfig.parse(text, source: "/etc/capstan/bad.kubeconfig", baseDirectory: "/")
+        }
+        #expect(error?.code == code)
+        #expect(error?.fieldPath == field)
+        #expect(error?.file == "/etc/capstan/bad.kubeconfig")
+        let message = error.map { "\($0)" } ?? ""
+        #expect(message.contains("/etc/capstan/bad.kubeconfig"))
+        #expect(field.isEmpty || message.contains(field))
+        #expect(!message.contains("sekrit"))
+    }
+
+    @Test("Kubeconfig: errors: unreadable file named")
+    func unreadableFile() {
+        let error = #expect(throws: KubeconfigError.self) { _ = try Kubeconfig.load(path: "/nonexistent/config") }
+        #expect(error?.code == .unreadable)
+        #expect(error?.description.contains("/nonexistent/config") == true)
+    }
+
+    @Test("Kubeconfig: context: unknown context asked for")
+    func unknownContext() throws {
+        let config = try Kubeconfig.parse(
+            kubeconfig(cluster: "    server: https://h:1", user: "    token: t"), source: "f", baseDirectory: nil)
+        let error = #expect(throws: KubeconfigError.self) { _ = try config.connection(context: "other") }
+        #expect(error?.code == .danglingReference)
+        #expect(error?.description.contains("\"other\"") == true)
+    }
+
+    @Test("Kubeconfig: parse: relative path without a file refused")
+    func relativePathWithoutBase() {
+        let text = kubeconfig(cluster: "    server: https://h:1\n    certificate-authority: ca.crt", user: "    token: t")
+        let error = #expect(throws: KubeconfigError.self) { _ = try Kubeconfig.parse(text, source: "Secret x", baseDirectory: nil) }
+        #expect(error?.fieldPath == "clusters[0].cluster.certificate-authority")
+    }
+
+    @Test("Kubeconfig: parse: duplicate names refused")
+    func duplicateNames() {
+        let text = kubeconfig(cluster: "    server: https://h:1", user: "    token: t")
+            .replacingOccurrences(of: "users:\n", with: "users:\n- name: u1\n  user: {token: x}\n")
+        let error = #expect(throws: KubeconfigError.self) { _ = try Kubeconfig.parse(text, source: "f", baseDirectory: nil) }
+        #expect(error?.fieldPath == "users[1].name")
+    }
+}
