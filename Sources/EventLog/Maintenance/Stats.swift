@@ -52,6 +52,25 @@ public struct LogStats: Sendable {
     public var eventsStoredRaw = 0
     public var dictionaries: [Dictionary] = []
     public var eventTypes: [EventType] = []
+
+    /// Where the data file's pages go, per LMDB database (`mdb_stat`).
+    public struct DatabaseUsage: Sendable, Hashable {
+        public var name: String
+        public var entries: Int
+        public var depth: Int
+        public var branchPages: Int
+        public var leafPages: Int
+        public var overflowPages: Int
+        public var pages: Int { branchPages + leafPages + overflowPages }
+    }
+
+    public var databases: [DatabaseUsage] = []
+    /// LMDB page size in bytes.
+    public var pageSize = 0
+    /// Pages in use up to the last one written (`mdb_env_info` last page + 1).
+    public var pagesUsed = 0
+    /// Pages on LMDB's free list, reusable by later commits.
+    public var freePages = 0
     /// The current map size (the file may grow up to it).
     public var mapSizeBytes = 0
     /// Entries in the `state` database.
@@ -93,6 +112,7 @@ extension EventLogReader {
                 entry = try cursor.get(MDB_NEXT)
             }
             stats.streams = try Self.keyCount(txn.cursor(txn.dbs.streams))
+            try Self.pageUsage(txn, into: &stats)
             stats.stateEntries = try txn.entryCount(txn.dbs.state)
             for record in try txn.dictionaryRecords() {
                 stats.dictionaries.append(LogStats.Dictionary(
@@ -107,6 +127,35 @@ extension EventLogReader {
             stats.eventTypes.sort { ($0.events, $1.name) > ($1.events, $0.name) }
         }
         return stats
+    }
+
+    private static func pageUsage(_ txn: ReadTransaction, into stats: inout LogStats) throws {
+        let dbs = txn.dbs
+        let named: [(String, MDB_dbi)] = [
+            ("events", dbs.events), ("streams", dbs.streams), ("names", dbs.names), ("numbers", dbs.numbers),
+            ("dictionaries", dbs.dictionaries), ("state", dbs.state), ("meta", dbs.meta), ("(main)", 1),
+            ("(free)", 0),
+        ]
+        for (name, dbi) in named {
+            var stat = MDB_stat()
+            try LMDBError.check(mdb_stat(txn.txn, dbi, &stat), "mdb_stat")
+            stats.pageSize = Int(stat.ms_psize)
+            stats.databases.append(LogStats.DatabaseUsage(
+                name: name, entries: stat.ms_entries, depth: Int(stat.ms_depth), branchPages: stat.ms_branch_pages,
+                leafPages: stat.ms_leaf_pages, overflowPages: stat.ms_overflow_pages))
+        }
+        var info = MDB_envinfo()
+        mdb_env_info(mdb_txn_env(txn.txn), &info)
+        stats.pagesUsed = info.me_last_pgno + 1
+        // Free list values are ID lists whose first word is their length (mdb.c, MDB_IDL).
+        let cursor = try txn.cursor(0)
+        var entry = try cursor.get(MDB_FIRST)
+        while let current = entry {
+            if current.value.count >= MemoryLayout<Int>.size {
+                stats.freePages += current.value.loadUnaligned(as: Int.self)
+            }
+            entry = try cursor.get(MDB_NEXT)
+        }
     }
 
     private static func keyCount(_ cursor: Cursor) throws -> Int {
