@@ -28,7 +28,15 @@ struct FidelityTests {
         let attributes = try FileManager.default.attributesOfItem(atPath: sim.kubeconfigPath)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
         #expect(FileManager.default.fileExists(atPath: "\(sim.stateDirectory)/state/ca.crt"))
+        // An open watch must not hold up shutdown.
+        let token = kubeconfig.split(separator: "\n").first { $0.contains("token: ") }.map { String($0.split(separator: " ").last!) } ?? ""
+        let http = SimHTTP(baseURL: sim.url, token: token, caPath: "\(sim.stateDirectory)/state/ca.crt")
+        #expect(try await http.get("/healthz").status == 200)
+        async let watch = http.request("GET", "/api/v1/namespaces?watch=true", maxTimeSeconds: 60)
+        try await Task.sleep(for: .milliseconds(500))
         let status = await sim.terminate()
+        let watched = try await watch
+        #expect(watched.body.contains("\"ADDED\""))
         #expect(status == 0)
     }
 

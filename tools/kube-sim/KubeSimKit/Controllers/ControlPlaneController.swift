@@ -138,10 +138,8 @@ extension Controllers {
 
     /// VMs that became ready before their control plane did join now.
     private func joinWaitingMachines(namespace: String, cluster: String) {
-        for vm in store.list(.virtualMachines, namespace: namespace).items
-        where vm.labels[Controllers.clusterNameLabel] == cluster && vm["status"]?["ready"]?.boolValue == true {
-            joinNode(namespace: namespace, name: vm.name ?? "")
-        }
+        let waiting = waitingForCluster.withLock { $0.removeValue(forKey: "\(namespace)/\(cluster)") } ?? []
+        for name in waiting.sorted() { joinNode(namespace: namespace, name: name) }
     }
 
     func tearDownCluster(_ tcp: JSON) {

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// The simulated controllers: Kamaji (TenantControlPlane → workload cluster), KubeVirt
 /// (VirtualMachine → running), the kubelet (VM → Node joining its cluster by the kubeadm
@@ -13,6 +14,10 @@ final class Controllers: Service {
     let logger: Logger
     private let changes: AsyncStream<StoreChange>
     private let changesInput: AsyncStream<StoreChange>.Continuation
+    /// VMs waiting for their cloud-init Secret, by `<namespace>/<secret>`.
+    let waitingForSecret = Mutex<[String: Set<String>]>([:])
+    /// Ready VMs waiting for their control plane to be Ready, by `<namespace>/<cluster>`.
+    let waitingForCluster = Mutex<[String: Set<String>]>([:])
 
     static let clusterNameLabel = "cluster.x-k8s.io/cluster-name"
     static let kubeletVersionAnnotation = "kube-sim.capstan.dev/kubelet-version"
@@ -56,10 +61,9 @@ final class Controllers: Service {
                 group.addTask { await self.reconcileVirtualMachine(namespace: namespace, name: name) }
             }
         case .secrets where change.old == nil:
-            // A VM waiting for its cloud-init Secret can start now.
-            for vm in simulation.management.list(.virtualMachines, namespace: namespace).items
-            where vm["status"]?["ready"]?.boolValue != true && VirtualMachine.cloudInitSecretName(vm) == name {
-                let vmName = vm.name ?? ""
+            // VMs waiting for this cloud-init Secret can start now.
+            let waiting = waitingForSecret.withLock { $0.removeValue(forKey: "\(namespace)/\(name)") } ?? []
+            for vmName in waiting.sorted() {
                 group.addTask { await self.reconcileVirtualMachine(namespace: namespace, name: vmName) }
             }
         default:

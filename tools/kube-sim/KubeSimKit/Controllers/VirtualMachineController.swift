@@ -18,6 +18,13 @@ extension Controllers {
                     store.getIfPresent(.secrets, namespace: namespace, name: secretName) == nil
                 {
                     // KubeVirt cannot start a VMI whose cloud-init Secret is missing; it waits for it.
+                    waitingForSecret.withLock { _ = $0["\(namespace)/\(secretName)", default: []].insert(name) }
+                    if store.getIfPresent(.secrets, namespace: namespace, name: secretName) != nil {
+                        // Created between the check and the registration: go on now.
+                        waitingForSecret.withLock { _ = $0["\(namespace)/\(secretName)"]?.remove(name) }
+                        await reconcileVirtualMachine(namespace: namespace, name: name)
+                        return
+                    }
                     try setStatus(namespace: namespace, name: name, printable: "Provisioning", ready: false)
                     return
                 }
@@ -77,9 +84,19 @@ extension Controllers {
     func joinNode(namespace: String, name: String) {
         guard let vm = store.getIfPresent(.virtualMachines, namespace: namespace, name: name),
             vm["status"]?["ready"]?.boolValue == true,
-            let cluster = workloadCluster(of: vm, namespace: namespace),
-            let controlPlane = KubeVersion(cluster.version.withLock { $0 })
+            let clusterName = vm.labels[Controllers.clusterNameLabel]
         else { return }
+        guard let cluster = simulation.workload(namespace: namespace, name: clusterName),
+            let controlPlane = KubeVersion(cluster.version.withLock { $0 })
+        else {
+            // Joins when the control plane becomes Ready (it drains this set).
+            waitingForCluster.withLock { _ = $0["\(namespace)/\(clusterName)", default: []].insert(name) }
+            if simulation.workload(namespace: namespace, name: clusterName) != nil {
+                waitingForCluster.withLock { _ = $0["\(namespace)/\(clusterName)"]?.remove(name) }
+                joinNode(namespace: namespace, name: name)
+            }
+            return
+        }
         do {
             if let node = cluster.store.getIfPresent(.nodes, namespace: nil, name: name) {
                 if !(node[path: ["status", "conditions"]]?.arrayValue ?? []).contains(where: {

@@ -48,6 +48,11 @@ struct APIResponder: HTTPResponder {
                 return try UpdateExtension(simulation: simulation).handle(
                     method: request.method, segments: Array(segments.dropFirst()), body: bytes)
             }
+            if segments.count == 1, ["healthz", "livez", "readyz"].contains(segments[0]) {
+                var headers = HTTPFields()
+                headers[.contentType] = "text/plain; charset=utf-8"
+                return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: "ok")))
+            }
             if let document = discovery(segments, target: target) { return .json(200, document) }
             guard let resourceRequest = try parseResourcePath(segments, catalog: target.store.catalog) else {
                 return .status(APIError.pathNotFound(request.uri.path))

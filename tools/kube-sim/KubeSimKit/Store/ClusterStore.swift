@@ -79,7 +79,8 @@ final class ClusterStore: Sendable {
 
     struct State {
         var resourceVersion: Int64 = 1
-        var objects: [String: [ObjectKey: JSON]] = [:]
+        /// resource → namespace ("" when cluster-scoped) → name → object.
+        var objects: [String: [String: [String: JSON]]] = [:]
         /// The most recent events, so a watch can resume from a resourceVersion.
         var history: [WatchEvent] = []
         var historyDroppedThrough: Int64 = 0
@@ -87,6 +88,30 @@ final class ClusterStore: Sendable {
         var nextWatcherID = 0
         /// PodDisruptionBudgets told by `/_sim` to refuse every eviction until a time.
         var blockedBudgets: [ObjectKey: Date] = [:]
+
+        func object(_ resource: ResourceType, _ key: ObjectKey) -> JSON? {
+            objects[resource.qualifiedName]?[key.namespace]?[key.name]
+        }
+
+        mutating func setObject(_ resource: ResourceType, _ key: ObjectKey, _ object: JSON?) {
+            if let object {
+                objects[resource.qualifiedName, default: [:]][key.namespace, default: [:]][key.name] = object
+            } else {
+                objects[resource.qualifiedName]?[key.namespace]?[key.name] = nil
+                if objects[resource.qualifiedName]?[key.namespace]?.isEmpty == true {
+                    objects[resource.qualifiedName]?[key.namespace] = nil
+                }
+            }
+        }
+
+        /// Keys in (namespace, name) order; only one namespace's are sorted when one is given.
+        func sortedKeys(_ resource: ResourceType, namespace: String?) -> [ObjectKey] {
+            guard let byNamespace = objects[resource.qualifiedName] else { return [] }
+            let namespaces = namespace.map { [$0] } ?? byNamespace.keys.sorted()
+            return namespaces.flatMap { namespace in
+                (byNamespace[namespace]?.keys.sorted() ?? []).map { ObjectKey(namespace: namespace, name: $0) }
+            }
+        }
     }
 
     static let historyMax = 4096
@@ -117,7 +142,7 @@ final class ClusterStore: Sendable {
 
     func get(_ resource: ResourceType, namespace: String?, name: String) throws -> JSON {
         let key = ObjectKey(namespace: resource.namespaced ? namespace ?? "" : "", name: name)
-        guard let object = state.withLock({ $0.objects[resource.qualifiedName]?[key] }) else {
+        guard let object = state.withLock({ $0.object(resource, key) }) else {
             throw APIError.notFound(resource, name: name)
         }
         return object
@@ -143,15 +168,13 @@ final class ClusterStore: Sendable {
         fields: FieldSelector? = nil, limit: Int? = nil, continueAfter: ObjectKey? = nil
     ) -> ListResult {
         state.withLock { state in
-            let all = state.objects[resource.qualifiedName] ?? [:]
-            var keys = all.keys.filter { namespace == nil || $0.namespace == namespace }
-            keys.sort()
+            let keys = state.sortedKeys(resource, namespace: namespace)
             var items: [JSON] = []
             var lastKey: ObjectKey?
             var remaining = 0
             for key in keys {
                 if let continueAfter, !(continueAfter < key) { continue }
-                let object = all[key]!
+                let object = state.object(resource, key)!
                 guard labels.matches(object.labels), fields?.matches(object) ?? true else { continue }
                 if let limit, limit > 0, items.count >= limit {
                     remaining += 1
@@ -202,11 +225,10 @@ final class ClusterStore: Sendable {
                     continuation.yield(event)
                 }
             } else {
-                let all = state.objects[resource.qualifiedName] ?? [:]
-                for key in all.keys.sorted() {
+                for key in state.sortedKeys(resource, namespace: namespace) {
+                    let object = state.object(resource, key)!
                     let event = WatchEvent(
-                        type: "ADDED", object: all[key]!, resourceVersion: all[key]!.resourceVersionNumber,
-                        resource: resource)
+                        type: "ADDED", object: object, resourceVersion: object.resourceVersionNumber, resource: resource)
                     if matches(event) { continuation.yield(event) }
                 }
             }
@@ -272,10 +294,10 @@ final class ClusterStore: Sendable {
         let key = ObjectKey(namespace: resource.namespaced ? namespace : "", name: name)
         let admission = hooks.withLock { $0.admission }
         let (committed, change) = try state.withLock { state -> (JSON, StoreChange?) in
-            if state.objects[resource.qualifiedName]?[key] != nil {
+            if state.object(resource, key) != nil {
                 throw APIError.alreadyExists(resource, name: name)
             }
-            if resource.namespaced, state.objects[ResourceType.namespaces.qualifiedName]?[ObjectKey(namespace: "", name: namespace)] == nil {
+            if resource.namespaced, state.object(.namespaces, ObjectKey(namespace: "", name: namespace)) == nil {
                 throw APIError.notFound(.namespaces, name: namespace)
             }
             try admission?(AdmissionAttempt(resource: resource, old: nil, new: object, options: options))
@@ -378,7 +400,7 @@ final class ClusterStore: Sendable {
         let key = ObjectKey(namespace: resource.namespaced ? namespace ?? "" : "", name: name)
         let admission = hooks.withLock { $0.admission }
         let (committed, change) = try state.withLock { state -> (JSON, StoreChange?) in
-            guard let old = state.objects[resource.qualifiedName]?[key] else {
+            guard let old = state.object(resource, key) else {
                 throw APIError.notFound(resource, name: name)
             }
             let candidate = try makeCandidate(old)
@@ -411,7 +433,7 @@ final class ClusterStore: Sendable {
     ) throws -> JSON {
         let key = ObjectKey(namespace: resource.namespaced ? namespace ?? "" : "", name: name)
         let (result, changes) = try state.withLock { state -> (JSON, [StoreChange]) in
-            guard let old = state.objects[resource.qualifiedName]?[key] else {
+            guard let old = state.object(resource, key) else {
                 throw APIError.notFound(resource, name: name)
             }
             if let uid = preconditions.uid, uid != old.uid {
@@ -435,8 +457,8 @@ final class ClusterStore: Sendable {
             var changes: [StoreChange] = []
             if resource == .namespaces {
                 for contained in catalog.resources where contained.namespaced {
-                    for objectKey in (state.objects[contained.qualifiedName] ?? [:]).keys.sorted() where objectKey.namespace == name {
-                        let object = state.objects[contained.qualifiedName]![objectKey]!
+                    for objectKey in state.sortedKeys(contained, namespace: name) {
+                        let object = state.object(contained, objectKey)!
                         if let change = commit(&state, resource: contained, key: objectKey, old: object, new: nil, verb: "delete", actor: "controller/namespace").1 {
                             changes.append(change)
                         }
@@ -515,7 +537,7 @@ final class ClusterStore: Sendable {
         let version = state.resourceVersion
         var stored = new
         stored?[path: ["metadata", "resourceVersion"]] = .string(String(version))
-        state.objects[resource.qualifiedName, default: [:]][key] = stored
+        state.setObject(resource, key, stored)
         let type = old == nil ? "ADDED" : (stored == nil ? "DELETED" : "MODIFIED")
         var eventObject = stored ?? old!
         if stored == nil { eventObject[path: ["metadata", "resourceVersion"]] = .string(String(version)) }
