@@ -298,8 +298,10 @@ public final class KubernetesClient: Sendable {
     ) async throws -> HTTPResponse {
         var headers = ["Accept: application/json"]
         if let contentType { headers.append("Content-Type: \(contentType)") }
+        // A request that must not run twice may not ride a reused connection (curl would re-send it).
         let request = HTTPRequest(
-            method: method, url: url(target), headers: headers, body: body, tls: tls, timeouts: timeouts)
+            method: method, url: url(target), headers: headers, body: body, tls: tls, timeouts: timeouts,
+            freshConnection: !idempotent && method != "GET")
         let operationName = "\(operation) \(target.description)"
         var attempt = 1
         while true {

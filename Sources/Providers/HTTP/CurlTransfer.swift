@@ -44,6 +44,7 @@ final class CurlTransfer {
         set(CURLOPT_CONNECTTIMEOUT_MS, Int(request.timeouts.connect.milliseconds))
         set(CURLOPT_TIMEOUT_MS, request.timeouts.total.map { Int($0.milliseconds) } ?? 0)
         set(CURLOPT_ERRORBUFFER, pointer: UnsafeMutableRawPointer(errorBuffer))
+        if request.freshConnection { set(CURLOPT_FRESH_CONNECT, 1) }
         configureMethod(request)
         configureTLS(request.tls)
         configureHeaders(request)

@@ -7,10 +7,14 @@ public struct HTTPRequest: Sendable {
     public var body: [UInt8]?
     public var tls: TLSSettings
     public var timeouts: HTTPTimeouts
+    /// Send on a new connection. curl silently re-sends a request once when a *reused*
+    /// connection closes before any answer byte (`Curl_retry_request`), which is wrong for a
+    /// request that must not run twice (a plain POST): a fresh connection is never re-sent.
+    public var freshConnection: Bool
 
     public init(
         method: String, url: String, headers: [String] = [], body: [UInt8]? = nil, tls: TLSSettings,
-        timeouts: HTTPTimeouts = .init()
+        timeouts: HTTPTimeouts = .init(), freshConnection: Bool = false
     ) {
         self.method = method
         self.url = url
@@ -18,6 +22,7 @@ public struct HTTPRequest: Sendable {
         self.body = body
         self.tls = tls
         self.timeouts = timeouts
+        self.freshConnection = freshConnection
     }
 }
 

@@ -1,0 +1,187 @@
+import Foundation
+import KubeSimKit
+import Providers
+import Testing
+
+/// The adapters end to end against kube-sim: Kamaji control plane, bootstrap Secret, KubeVirt VM,
+/// the workload cluster's Node, cordon and drain, and the in-place update extension.
+@Suite struct KubeSimAdapterTests {
+    /// Provisions control plane `name` at `version` and one machine `vm` joined to it.
+    private func provision(
+        _ client: KubernetesClient, name: String, version: String, machine: String, kubelet: String
+    ) async throws -> WorkloadCluster {
+        let kamaji = KamajiProvider(client: client)
+        let created = try await kamaji.ensureControlPlane(
+            name: name, namespace: "default", version: version, key: IdempotencyKey("\(name)/create-cp"))
+        #expect(created.wasCreatedNow)
+        let ready = try await eventually("control plane \(name) Ready") {
+            let current = try await kamaji.controlPlane(name: name, namespace: "default")
+            return current?.isRunning(version: version) == true ? current : nil
+        }
+        #expect(ready.adminKubeconfigSecretName == "\(name)-admin-kubeconfig")
+        let workload = WorkloadCluster(client: try await kamaji.workloadClient(name: name, namespace: "default"))
+
+        var generator = SystemRandomNumberGenerator()
+        let token = BootstrapToken.generate(using: &generator)
+        try await workload.client.ensureBootstrapTokenSecret(
+            token, expiration: "2030-01-01T00:00:00Z", key: IdempotencyKey("\(name)/token"))
+        let join = KubeadmJoin(
+            apiServerEndpoint: ready.status?.controlPlaneEndpoint ?? "127.0.0.1:6443", token: token, caCertHashes: [],
+            nodeName: machine, kubeletVersion: kubelet)
+        try await client.ensureBootstrapSecret(
+            name: "\(machine)-userdata", namespace: "default", join: join, clusterName: name,
+            key: IdempotencyKey("\(machine)/bootstrap"))
+        let kubevirt = KubeVirtProvider(client: client)
+        let spec = KubeVirtProvider.MachineSpec(
+            name: machine, namespace: "default", clusterName: name, cpuCores: 2, memory: "4Gi",
+            bootstrapSecretName: "\(machine)-userdata")
+        try await kubevirt.ensureVirtualMachine(spec, key: IdempotencyKey("\(machine)/vm"))
+        let again = try await kubevirt.ensureVirtualMachine(spec, key: IdempotencyKey("\(machine)/vm"))
+        #expect(!again.wasCreatedNow)
+        let vm = try await eventually("VM \(machine) ready") {
+            let current = try await kubevirt.virtualMachine(name: machine, namespace: "default")
+            return current?.isReady == true ? current : nil
+        }
+        #expect(vm.status?.printableStatus == "Running")
+        _ = try await eventually("Node \(machine) joined") { try await workload.node(named: machine) }
+        return workload
+    }
+
+    @Test("Adapters: provision: Kamaji, bootstrap Secret, KubeVirt VM, Node with providerID")
+    func provisionMachine() async throws {
+        try await withKubeSim { _, client in
+            let workload = try await provision(
+                client, name: "c1", version: "v1.33.0", machine: "c1-md-0", kubelet: "v1.33.0")
+            let node = try await workload.setProviderID(nodeName: "c1-md-0")
+            #expect(node.spec?.providerID == "kubevirt://c1-md-0")
+            // Repeating sends nothing and succeeds.
+            #expect(try await workload.setProviderID(nodeName: "c1-md-0").spec?.providerID == "kubevirt://c1-md-0")
+            let health = try await workload.nodeHealth()
+            #expect(health.map(\.name) == ["c1-md-0"])
+            #expect(health.first?.ready == "True")
+            #expect(health.first?.readyLastTransitionTime != nil)
+            #expect(health.first?.kubeletVersion == "v1.33.0")
+
+            let secret = try await client.get(.secrets, name: "c1-md-0-userdata", namespace: "default", as: Secret.self)
+            #expect(secret.data?["userdata"]?.exposedString.contains("kind: JoinConfiguration") == true)
+            #expect(secret.type == "cluster.x-k8s.io/secret")
+
+            let kubevirt = KubeVirtProvider(client: client)
+            let halted = try await kubevirt.setRunStrategy(.halted, name: "c1-md-0", namespace: "default", key: IdempotencyKey("c1-md-0/halt"))
+            #expect(halted.spec?.runStrategy == .halted)
+            #expect(try await kubevirt.deleteVirtualMachine(name: "c1-md-0", namespace: "default") == .deleted)
+            #expect(try await kubevirt.deleteVirtualMachine(name: "c1-md-0", namespace: "default") == .alreadyGone)
+        }
+    }
+
+    @Test("Adapters: Kamaji: one-minor upgrade reported done only when installed and Ready")
+    func controlPlaneUpgrade() async throws {
+        try await withKubeSim { _, client in
+            let kamaji = KamajiProvider(client: client)
+            try await kamaji.ensureControlPlane(name: "up", namespace: "default", version: "v1.33.0", key: IdempotencyKey("up/cp"))
+            _ = try await eventually("control plane Ready") {
+                try await kamaji.controlPlane(name: "up", namespace: "default")?.isRunning(version: "v1.33.0") == true ? true : nil
+            }
+            let asked = try await kamaji.setVersion("v1.34.0", name: "up", namespace: "default", key: IdempotencyKey("up/step-1"))
+            #expect(asked.spec?.kubernetes.version == "v1.34.0")
+            let done = try await eventually("upgrade to v1.34.0") {
+                let current = try await kamaji.controlPlane(name: "up", namespace: "default")
+                return current?.isRunning(version: "v1.34.0") == true ? current : nil
+            }
+            #expect(done.installedVersion == "v1.34.0")
+            // Repeating the step changes nothing.
+            let repeated = try await kamaji.setVersion("v1.34.0", name: "up", namespace: "default", key: IdempotencyKey("up/step-1"))
+            #expect(repeated.metadata.resourceVersion != nil)
+        }
+    }
+
+    /// Goal: a drain blocked by a PodDisruptionBudget reports the block (429), and completes once the budget allows.
+    @Test("Adapters: drain: eviction blocked by a budget, then complete")
+    func drainWithBudget() async throws {
+        try await withKubeSim { _, client in
+            let workload = try await provision(client, name: "d1", version: "v1.33.0", machine: "d1-md-0", kubelet: "v1.33.0")
+            let tenant = workload.client
+            for index in 0..<2 {
+                let pod = RawObject(
+                    apiVersion: "v1", kind: "Pod", metadata: ObjectMeta(name: "web-\(index)", namespace: "default", labels: ["app": "web"]),
+                    fields: ["spec": ["nodeName": "d1-md-0", "containers": [["name": "c", "image": "nginx"]]]])
+                _ = try await tenant.create(.pods, pod, as: RawObject.self)
+            }
+            let daemon = RawObject(
+                apiVersion: "v1", kind: "Pod",
+                metadata: {
+                    var meta = ObjectMeta(name: "agent", namespace: "default")
+                    meta.ownerReferences = [OwnerReference(apiVersion: "apps/v1", kind: "DaemonSet", name: "agent", uid: "u-1", controller: true)]
+                    return meta
+                }(),
+                fields: ["spec": ["nodeName": "d1-md-0", "containers": [["name": "c", "image": "agent"]]]])
+            _ = try await tenant.create(.pods, daemon, as: RawObject.self)
+            let budget = RawObject(
+                apiVersion: "policy/v1", kind: "PodDisruptionBudget", metadata: ObjectMeta(name: "web", namespace: "default"),
+                fields: ["spec": ["minAvailable": 2, "selector": ["matchLabels": ["app": "web"]]]])
+            _ = try await tenant.create(.podDisruptionBudgets, budget, as: RawObject.self)
+
+            let blocked = try await workload.drain(nodeName: "d1-md-0")
+            #expect(blocked.evicted.isEmpty)
+            #expect(blocked.blocked.map(\.pod).sorted() == ["web-0", "web-1"])
+            #expect(blocked.skipped == ["default/agent"])
+            #expect(!blocked.isComplete)
+            #expect(try await workload.node(named: "d1-md-0")?.isCordoned == true)
+
+            let relaxed: JSONValue = ["spec": ["minAvailable": 0]]
+            _ = try await tenant.mergePatch(.podDisruptionBudgets, name: "web", relaxed, namespace: "default", as: RawObject.self)
+            let evicting = try await workload.drain(nodeName: "d1-md-0")
+            #expect(evicting.evicted.sorted() == ["default/web-0", "default/web-1"])
+            let finished = try await eventually("drain complete") {
+                let report = try await workload.drain(nodeName: "d1-md-0")
+                return report.isComplete ? report : nil
+            }
+            #expect(finished.skipped == ["default/agent"])
+            try await workload.setUnschedulable(false, nodeName: "d1-md-0")
+            #expect(try await workload.node(named: "d1-md-0")?.isCordoned == false)
+        }
+    }
+
+    @Test("Adapters: in-place update: CanUpdateMachine patches, UpdateMachine polled to done")
+    func inPlaceUpdate() async throws {
+        try await withKubeSim { sim, client in
+            _ = try await provision(client, name: "ip", version: "v1.33.2", machine: "ip-md-0", kubelet: "v1.33.0")
+            let extensionClient = UpdateExtensionClient(connection: client.connection, handlerName: "kube-sim")
+            func machine(_ version: String) -> InPlaceUpdate.MachineObjects {
+                InPlaceUpdate.MachineObjects(
+                    machine: [
+                        "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Machine",
+                        "metadata": ["name": "ip-md-0", "namespace": "default"],
+                        "spec": ["clusterName": "ip", "version": .string(version), "providerID": "kubevirt://ip-md-0"],
+                    ],
+                    infrastructureMachine: [
+                        "apiVersion": "infrastructure.cluster.x-k8s.io/v1alpha1", "kind": "KubevirtMachine",
+                        "metadata": ["name": "ip-md-0", "namespace": "default"], "spec": [:],
+                    ])
+            }
+            let key = IdempotencyKey("ip/in-place")
+            let can = try await extensionClient.canUpdateMachine(
+                .init(current: machine("v1.33.0"), desired: machine("v1.33.2")), key: key)
+            #expect(can.offersInPlaceUpdate)
+            let patch = String(decoding: can.machinePatch?.patch?.bytes ?? [], as: UTF8.self)
+            #expect(patch.contains("/spec/version"))
+            #expect(patch.contains("v1.33.2"))
+            let minor = try await extensionClient.canUpdateMachine(
+                .init(current: machine("v1.33.0"), desired: machine("v1.34.0")), key: key)
+            #expect(!minor.offersInPlaceUpdate)
+
+            var polls = 0
+            let done = try await eventually("in-place update done") {
+                polls += 1
+                let answer = try await extensionClient.updateMachine(.init(desired: machine("v1.33.2")), key: key)
+                #expect(!answer.isFailure)
+                return answer.isDone ? answer : nil
+            }
+            #expect(done.isDone)
+            let node = try await KamajiProvider(client: client).workloadClient(name: "ip", namespace: "default")
+                .get(.nodes, name: "ip-md-0", namespace: nil, as: Node.self)
+            #expect(node.kubeletVersion == "v1.33.2")
+            _ = sim
+        }
+    }
+}
