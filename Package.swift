@@ -23,6 +23,7 @@ let package = Package(
         .executable(name: "engine-bench", targets: ["engine-bench"]),
         .executable(name: "providers-bench", targets: ["providers-bench"]),
         .library(name: "EventLog", targets: ["EventLog"]),
+        .library(name: "EventLogTesting", targets: ["EventLogTesting"]),
         .library(name: "Engine", targets: ["Engine"]),
         .library(name: "Providers", targets: ["Providers"]),
         .library(name: "KubeSimKit", targets: ["KubeSimKit"]),
@@ -58,6 +59,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // Seeded, realistic lifecycle events for the demo, the benchmark and the tests.
+        .target(
+            name: "EventLogTesting",
+            dependencies: ["EventLog"],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: engine
         .target(
             name: "Engine",
@@ -84,7 +92,7 @@ let package = Package(
         .executableTarget(
             name: "CapstanCLI",
             dependencies: [
-                "EventLog",
+                "EventLog", "EventLogTesting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -121,7 +129,7 @@ let package = Package(
         .executableTarget(
             name: "eventlog-bench",
             dependencies: [
-                "EventLog", "CLMDB", "CZstd", "CSQLite",
+                "EventLog", "EventLogTesting", "CLMDB", "CZstd", "CSQLite",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "tools/eventlog-bench/main",
@@ -129,7 +137,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "eventlog-crash-driver",
-            dependencies: ["EventLog"],
+            dependencies: [
+                "EventLog", "EventLogTesting",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             path: "tools/crash-driver/eventlog",
             swiftSettings: swiftSettings
         ),
@@ -162,7 +173,7 @@ let package = Package(
         // MARK: tests
         .testTarget(
             name: "EventLogTests",
-            dependencies: ["EventLog", "CapstanCLI", "eventlog-crash-driver"],
+            dependencies: ["EventLog", "EventLogTesting", "CapstanCLI", "eventlog-crash-driver"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
