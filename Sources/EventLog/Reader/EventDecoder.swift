@@ -23,7 +23,11 @@ final class ReaderCaches: Sendable {
 /// Works on a private copy of the shared caches so the scan path takes no lock per event;
 /// names and dictionaries it had to look up are merged back by `finish()`.
 final class EventDecoder {
-    private var tables: ReaderCaches.Tables
+    // The decoder is used by one thread inside one read transaction and never re-entered, so
+    // dynamic exclusivity checks on these hot fields only cost time.
+    @exclusivity(unchecked) private var tables: ReaderCaches.Tables
+    /// Dictionaries by id (ids are dense from 1): an array index per event, not a hash.
+    @exclusivity(unchecked) private var dictionaryByID: [CompressionDictionary?] = []
     private var learned = false
     private let caches: ReaderCaches
     private let decompressor: ZstdDecompressor
@@ -34,6 +38,15 @@ final class EventDecoder {
         self.caches = caches
         self.decompressor = decompressor
         self.tables = caches.tables.withLock { $0 }
+        for (id, dictionary) in tables.dictionaries { remember(dictionary, id: id) }
+    }
+
+    private func remember(_ dictionary: CompressionDictionary, id: UInt32) {
+        let index = Int(id)
+        if dictionaryByID.count <= index {
+            dictionaryByID += Array(repeating: nil, count: index + 1 - dictionaryByID.count)
+        }
+        dictionaryByID[index] = dictionary
     }
 
     /// Runs `body` with a decoder and a pooled decompression context.
@@ -130,13 +143,14 @@ final class EventDecoder {
     }
 
     func dictionary(_ id: UInt32, _ position: LogPosition, _ txn: ReadTransaction) throws -> CompressionDictionary {
-        if let cached = tables.dictionaries[id] { return cached }
+        if Int(id) < dictionaryByID.count, let cached = dictionaryByID[Int(id)] { return cached }
         guard let raw = try txn.get(txn.dbs.dictionaries, Keys.bigEndian(id)) else {
             throw EventLogError.corrupt(position, "dictionary \(id) named by the envelope does not exist")
         }
         let record = try DictionaryRecord.decode(id: id, raw)
         let dictionary = try CompressionDictionary(id: id, bytes: record.bytes, level: 3)
         tables.dictionaries[id] = dictionary
+        remember(dictionary, id: id)
         learned = true
         return dictionary
     }

@@ -1,4 +1,5 @@
 import CLMDB
+import Foundation
 import Logging
 import Synchronization
 
@@ -73,6 +74,10 @@ final class BatchWriter {
     private var nextTrainingAt: [UInt32: UInt64] = [:]
     private var nextDictionaryID: UInt32 = 1
     private var samples: [UInt32: SampleRing] = [:]
+    /// Dictionaries trained off the writer thread, waiting to be stored.
+    private let trained: TrainingOutbox
+    /// Event types with a training under way.
+    private var training: Set<UInt32> = []
 
     /// Loads the committed state (read transaction, on the caller's thread).
     init(
@@ -86,6 +91,7 @@ final class BatchWriter {
         self.registry = registry
         self.lock = lock
         self.completion = completion
+        self.trained = TrainingOutbox(inbox: inbox, logger: logger)
         var loaded: (UInt64, Int64, [NameKind: UInt32], [UInt32: UInt64], [DictionaryRecord]) = (1, 0, [:], [:], [])
         loaded = try environment.read { txn in
             let last = try txn.lastPosition()
@@ -125,7 +131,8 @@ final class BatchWriter {
     func run() {
         threadID = pthread_self()
         while let batch = inbox.takeBatch(maxEvents: options.maxBatchEvents) {
-            process(batch)
+            storeTrainedDictionaries()
+            if !batch.isEmpty { process(batch) }
         }
         lock.release()
         logger.debug("eventlog.writer.stopped", metadata: ["eventlog.directory": "\(environment.directory)"])
@@ -352,46 +359,62 @@ final class BatchWriter {
 
     // MARK: dictionaries
 
+    /// Starts training for each type that crossed its threshold, on a thread of its own:
+    /// `ZDICT_trainFromBuffer` takes tens of milliseconds, which must not stall commits.
     private func trainDictionaries(touched: [UInt32]) {
-        let training = options.dictionaryTraining
-        guard training.isEnabled else { return }
-        for type in touched {
+        let options = options.dictionaryTraining
+        guard options.isEnabled else { return }
+        for type in touched where !training.contains(type) {
             let count = typeCounts[type] ?? 0
-            let threshold = nextTrainingAt[type] ?? UInt64(max(1, training.minimumSamples))
-            guard count >= threshold, let ring = samples[type], ring.count >= max(1, training.minimumSamples) else {
+            let threshold = nextTrainingAt[type] ?? UInt64(max(1, options.minimumSamples))
+            guard count >= threshold, let ring = samples[type], ring.count >= max(1, options.minimumSamples) else {
                 continue
             }
-            train(type: type, count: count, samples: ring.samples)
+            training.insert(type)
+            let job = TrainingJob(
+                type: type, typeName: typeNames[type] ?? "#\(type)", count: count, samples: ring.samples,
+                capacity: options.dictionaryCapacityBytes)
+            let outbox = trained
+            let thread = Thread { outbox.run(job) }
+            thread.name = "capstan.eventlog.training"
+            thread.start()
         }
     }
 
-    private func train(type: UInt32, count: UInt64, samples: [[UInt8]]) {
-        let training = options.dictionaryTraining
-        let typeName = typeNames[type] ?? "#\(type)"
-        do {
-            let bytes = try CompressionDictionary.train(samples: samples, capacity: training.dictionaryCapacityBytes)
-            let id = nextDictionaryID
-            let dictionary = try CompressionDictionary(id: id, bytes: bytes, level: options.compressionLevel)
-            let record = DictionaryRecord(
-                id: id, typeNumber: type, eventCountAtTraining: count, sampleCount: UInt64(samples.count), bytes: bytes)
-            try storeDictionary(record)
-            nextDictionaryID += 1
-            nextTrainingAt[type] = count * UInt64(max(2, training.retrainGrowthFactor))
-            environment.caches.add(dictionary)
-            registry.set(dictionary, forType: typeName)
-            logger.info(
-                "eventlog.dictionary.trained",
-                metadata: [
-                    "eventlog.dictionary.id": "\(id)", "eventlog.event.type": "\(typeName)",
-                    "eventlog.dictionary.bytes": "\(bytes.count)", "eventlog.dictionary.samples": "\(samples.count)",
-                    "eventlog.event.count": "\(count)",
-                ])
-        } catch {
-            // Not enough variety to train, or the commit failed: try again after more events.
-            nextTrainingAt[type] = count * 2
-            logger.info(
-                "eventlog.dictionary.trainingSkipped",
-                metadata: ["eventlog.event.type": "\(typeName)", "eventlog.error": "\(error)"])
+    /// Stores the dictionaries trained since the last batch, then lets appenders use them.
+    private func storeTrainedDictionaries() {
+        let records = trained.take()
+        let growth = UInt64(max(2, options.dictionaryTraining.retrainGrowthFactor))
+        for var record in records {
+            training.remove(record.typeNumber)
+            let typeName = typeNames[record.typeNumber] ?? "#\(record.typeNumber)"
+            guard !record.bytes.isEmpty else {
+                // Training failed (too few or too alike samples): try again after more events.
+                nextTrainingAt[record.typeNumber] = record.eventCountAtTraining * 2
+                continue
+            }
+            record.id = nextDictionaryID
+            do {
+                let dictionary = try CompressionDictionary(id: record.id, bytes: record.bytes, level: options.compressionLevel)
+                try storeDictionary(record)
+                nextDictionaryID += 1
+                nextTrainingAt[record.typeNumber] = record.eventCountAtTraining * growth
+                environment.caches.add(dictionary)
+                registry.set(dictionary, forType: typeName)
+                logger.info(
+                    "eventlog.dictionary.stored",
+                    metadata: [
+                        "eventlog.dictionary.id": "\(record.id)", "eventlog.event.type": "\(typeName)",
+                        "eventlog.dictionary.bytes": "\(record.bytes.count)",
+                        "eventlog.dictionary.samples": "\(record.sampleCount)",
+                        "eventlog.event.count": "\(record.eventCountAtTraining)",
+                    ])
+            } catch {
+                nextTrainingAt[record.typeNumber] = record.eventCountAtTraining * 2
+                logger.info(
+                    "eventlog.dictionary.storeFailed",
+                    metadata: ["eventlog.event.type": "\(typeName)", "eventlog.error": "\(error)"])
+            }
         }
     }
 
@@ -427,6 +450,58 @@ struct WriterHandoff: @unchecked Sendable {
     // @unchecked Sendable: the creator passes the writer to the new thread and never touches
     // it again; from then on only the writer thread uses it.
     let writer: BatchWriter
+}
+
+/// What a training thread needs: copied out of the writer's state.
+struct TrainingJob: Sendable {
+    var type: UInt32
+    var typeName: String
+    var count: UInt64
+    var samples: [[UInt8]]
+    var capacity: Int
+}
+
+/// Trains dictionaries off the writer thread and hands the records back (empty bytes when
+/// training failed), waking the writer to store them.
+final class TrainingOutbox: Sendable {
+    private let records = Mutex<[DictionaryRecord]>([])
+    private let inbox: Inbox
+    private let logger: Logger
+
+    init(inbox: Inbox, logger: Logger) {
+        self.inbox = inbox
+        self.logger = logger
+    }
+
+    func run(_ job: TrainingJob) {
+        let started = BatchWriter.now()
+        var bytes: [UInt8] = []
+        do {
+            bytes = try CompressionDictionary.train(samples: job.samples, capacity: job.capacity)
+        } catch {
+            logger.info(
+                "eventlog.dictionary.trainingSkipped",
+                metadata: ["eventlog.event.type": "\(job.typeName)", "eventlog.error": "\(error)"])
+        }
+        logger.debug(
+            "eventlog.dictionary.trained",
+            metadata: [
+                "eventlog.event.type": "\(job.typeName)",
+                "eventlog.dictionary.trainingMilliseconds": "\((BatchWriter.now() - started) / 1_000_000)",
+            ])
+        let record = DictionaryRecord(
+            id: 0, typeNumber: job.type, eventCountAtTraining: job.count, sampleCount: UInt64(job.samples.count),
+            bytes: bytes)
+        records.withLock { $0.append(record) }
+        inbox.wake()
+    }
+
+    func take() -> [DictionaryRecord] {
+        records.withLock { records in
+            defer { records.removeAll() }
+            return records
+        }
+    }
 }
 
 /// The most recent payloads of one event type, bounded in count and bytes.

@@ -43,6 +43,7 @@ final class Inbox: @unchecked Sendable {
     private var reserved = 0
     private var spaceWaiters: [CheckedContinuation<Bool, Never>] = []
     private var closed = false
+    private var wakeups = 0
     let capacity: Int
 
     init(capacity: Int) {
@@ -116,14 +117,18 @@ final class Inbox: @unchecked Sendable {
         }
     }
 
-    /// Blocks the writer thread until requests arrive; takes whole requests up to `maxEvents`
-    /// events (always at least one request). Returns nil once closed and drained.
+    /// Blocks the writer thread until requests arrive or `wake()` is called; takes whole
+    /// requests up to `maxEvents` events. Returns an empty batch after a bare wake-up, nil once
+    /// closed and drained.
     func takeBatch(maxEvents: Int) -> [AppendRequest]? {
         var batch: [AppendRequest] = []
+        var woken = false
         let waiters: [CheckedContinuation<Bool, Never>] = locked {
-            while head == queue.count && !(closed && reserved == 0) {
+            while head == queue.count && !(closed && reserved == 0) && wakeups == 0 {
                 pthread_cond_wait(condition, mutex)
             }
+            woken = wakeups > 0
+            wakeups = 0
             var events = 0
             while head < queue.count {
                 let next = queue[head].eventCount
@@ -143,7 +148,15 @@ final class Inbox: @unchecked Sendable {
             return spaceWaiters
         }
         for waiter in waiters { waiter.resume(returning: true) }
-        return batch.isEmpty ? nil : batch
+        return batch.isEmpty && !woken ? nil : batch
+    }
+
+    /// Wakes the writer without a request (a trained dictionary is ready to store).
+    func wake() {
+        locked {
+            wakeups += 1
+            pthread_cond_signal(condition)
+        }
     }
 
     /// Stops intake: waiting and future reservations fail; queued and reserved requests are
