@@ -1,1 +1,0 @@
-// The Engine module: durable workflows as deciders over the EventLog (issue 4).

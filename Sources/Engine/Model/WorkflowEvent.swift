@@ -1,0 +1,86 @@
+// The engine's events: the case names, the stored type names (`WorkflowStarted`…) and the
+// JSON field names of `StoredFields` below are the STORED FORMAT of every workflow history.
+// Never rename or remove one; add optional fields, or bump a type's schema version and
+// upcast the old version in `WorkflowEventCodec.decode` (see `ActivityFailed` v1 → v2).
+// `Tests/EngineTests/Fixtures/history-v1.jsonl` is a history written by the first version
+// and must always fold.
+
+/// What happened to a workflow run. The decider folds these; the engine writes them.
+public enum WorkflowEvent: Hashable, Sendable {
+    case workflowStarted(WorkflowStart)
+    case activityScheduled(ActivityRequest)
+    /// An attempt began: durable before the executor is called.
+    case activityStarted(activityID: String, attempt: Int)
+    case activityCompleted(activityID: String, attempt: Int, output: String)
+    case activityFailed(ActivityAttemptFailure)
+    case timerStarted(timerID: String, fireAt: Timestamp)
+    case timerFired(timerID: String, firedAt: Timestamp)
+    case signalReceived(name: String, payload: String)
+    case childStarted(childID: String, type: String)
+    case childCompleted(childID: String, output: String)
+    case childFailed(childID: String, reason: String)
+    case cancelRequested(reason: String)
+    case workflowCompleted(output: String)
+    case workflowFailed(reason: String)
+    case workflowCancelled(reason: String)
+
+    /// Whether this event ends the run.
+    public var isTerminal: Bool {
+        switch self {
+        case .workflowCompleted, .workflowFailed, .workflowCancelled: true
+        case .workflowStarted, .activityScheduled, .activityStarted, .activityCompleted, .activityFailed,
+            .timerStarted, .timerFired, .signalReceived, .childStarted, .childCompleted, .childFailed,
+            .cancelRequested:
+            false
+        }
+    }
+}
+
+/// The start of a run.
+public struct WorkflowStart: Hashable, Sendable {
+    public var type: String
+    public var deciderVersion: Int
+    public var input: String
+    /// The parent run, for a child workflow.
+    public var parentID: String?
+    /// At most one running workflow holds a unique key (such as `upgrade/cluster-a`).
+    public var uniqueKey: String?
+
+    public init(type: String, deciderVersion: Int, input: String, parentID: String? = nil, uniqueKey: String? = nil) {
+        self.type = type
+        self.deciderVersion = deciderVersion
+        self.input = input
+        self.parentID = parentID
+        self.uniqueKey = uniqueKey
+    }
+}
+
+/// A failed attempt, and whether and when the engine retries it.
+public struct ActivityAttemptFailure: Hashable, Sendable {
+    public var activityID: String
+    public var attempt: Int
+    public var failure: ActivityFailure
+    /// When the next attempt starts; nil when the activity has failed for good.
+    public var nextRetryAt: Timestamp?
+
+    public init(activityID: String, attempt: Int, failure: ActivityFailure, nextRetryAt: Timestamp?) {
+        self.activityID = activityID
+        self.attempt = attempt
+        self.failure = failure
+        self.nextRetryAt = nextRetryAt
+    }
+
+    /// True when no further attempt follows.
+    public var isFinal: Bool { nextRetryAt == nil }
+}
+
+/// An event with the engine time at which it was decided (stored with it).
+public struct StampedWorkflowEvent: Hashable, Sendable {
+    public var event: WorkflowEvent
+    public var at: Timestamp
+
+    public init(_ event: WorkflowEvent, at: Timestamp) {
+        self.event = event
+        self.at = at
+    }
+}

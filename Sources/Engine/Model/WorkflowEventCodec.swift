@@ -1,0 +1,246 @@
+public import EventLog
+import Foundation
+
+/// Encodes ``WorkflowEvent``s as log payloads (JSON with a schema version per type) and
+/// decodes them, upcasting old schema versions.
+public enum WorkflowEventCodec {
+    /// The stored type name and current schema version of each case.
+    static func typeAndVersion(of event: WorkflowEvent) -> (String, UInt16) {
+        switch event {
+        case .workflowStarted: ("WorkflowStarted", 1)
+        case .activityScheduled: ("ActivityScheduled", 1)
+        case .activityStarted: ("ActivityStarted", 1)
+        case .activityCompleted: ("ActivityCompleted", 1)
+        case .activityFailed: ("ActivityFailed", 2)
+        case .timerStarted: ("TimerStarted", 1)
+        case .timerFired: ("TimerFired", 1)
+        case .signalReceived: ("SignalReceived", 1)
+        case .childStarted: ("ChildStarted", 1)
+        case .childCompleted: ("ChildCompleted", 1)
+        case .childFailed: ("ChildFailed", 1)
+        case .cancelRequested: ("CancelRequested", 1)
+        case .workflowCompleted: ("WorkflowCompleted", 1)
+        case .workflowFailed: ("WorkflowFailed", 1)
+        case .workflowCancelled: ("WorkflowCancelled", 1)
+        }
+    }
+
+    /// The stored form of an event: type name, schema version and JSON payload.
+    public static func encode(_ stamped: StampedWorkflowEvent) -> (type: String, schemaVersion: UInt16, payload: [UInt8]) {
+        let (type, version) = typeAndVersion(of: stamped.event)
+        var fields = StoredFields(at: stamped.at.nanoseconds)
+        switch stamped.event {
+        case .workflowStarted(let start):
+            fields.type = start.type
+            fields.deciderVersion = start.deciderVersion
+            fields.input = start.input
+            fields.parentID = start.parentID
+            fields.uniqueKey = start.uniqueKey
+        case .activityScheduled(let request):
+            fields.activityID = request.activityID
+            fields.name = request.name
+            fields.input = request.input
+            fields.retry = StoredRetry(request.retry)
+            fields.timeoutNanoseconds = request.startToCloseTimeout.nanosecondsClamped
+            fields.concurrencyKey = request.concurrencyKey
+        case .activityStarted(let activityID, let attempt):
+            fields.activityID = activityID
+            fields.attempt = attempt
+        case .activityCompleted(let activityID, let attempt, let output):
+            fields.activityID = activityID
+            fields.attempt = attempt
+            fields.output = output
+        case .activityFailed(let failed):
+            fields.activityID = failed.activityID
+            fields.attempt = failed.attempt
+            fields.errorKind = failed.failure.kind
+            fields.error = failed.failure.message
+            fields.retryable = failed.failure.retryable
+            fields.nextRetryAt = failed.nextRetryAt?.nanoseconds
+        case .timerStarted(let timerID, let fireAt):
+            fields.timerID = timerID
+            fields.fireAt = fireAt.nanoseconds
+        case .timerFired(let timerID, let firedAt):
+            fields.timerID = timerID
+            fields.firedAt = firedAt.nanoseconds
+        case .signalReceived(let name, let payload):
+            fields.name = name
+            fields.payload = payload
+        case .childStarted(let childID, let childType):
+            fields.childID = childID
+            fields.type = childType
+        case .childCompleted(let childID, let output):
+            fields.childID = childID
+            fields.output = output
+        case .childFailed(let childID, let reason):
+            fields.childID = childID
+            fields.reason = reason
+        case .cancelRequested(let reason), .workflowFailed(let reason), .workflowCancelled(let reason):
+            fields.reason = reason
+        case .workflowCompleted(let output):
+            fields.output = output
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        // Encoding a struct of strings and integers cannot fail.
+        let payload = try! encoder.encode(fields)
+        return (type, version, Array(payload))
+    }
+
+    /// Decodes a stored event, upcasting an old schema version.
+    ///
+    /// - Parameter context: names the event in errors (stream and revision).
+    /// - Throws: ``EngineError`` `.corruptHistory` naming the event, field and reason.
+    public static func decode(type: String, schemaVersion: UInt16, payload: [UInt8], context: String) throws
+        -> StampedWorkflowEvent
+    {
+        let fields: StoredFields
+        do {
+            fields = try JSONDecoder().decode(StoredFields.self, from: Data(payload))
+        } catch {
+            throw EngineError(.corruptHistory, "\(context): \(type) v\(schemaVersion): payload is not valid JSON: \(error)")
+        }
+        let reader = FieldReader(fields: fields, context: "\(context): \(type) v\(schemaVersion)")
+        let event: WorkflowEvent
+        switch (type, schemaVersion) {
+        case ("WorkflowStarted", 1):
+            event = .workflowStarted(
+                WorkflowStart(
+                    type: try reader.require(\.type, "type"), deciderVersion: try reader.require(\.deciderVersion, "deciderVersion"),
+                    input: fields.input ?? "", parentID: fields.parentID, uniqueKey: fields.uniqueKey))
+        case ("ActivityScheduled", 1):
+            let retry = try reader.require(\.retry, "retry")
+            event = .activityScheduled(
+                ActivityRequest(
+                    activityID: try reader.require(\.activityID, "activityID"), name: try reader.require(\.name, "name"),
+                    input: fields.input ?? "", retry: try retry.policy(context: reader.context),
+                    startToCloseTimeout: .nanoseconds(try reader.require(\.timeoutNanoseconds, "timeoutNanoseconds")),
+                    concurrencyKey: fields.concurrencyKey))
+        case ("ActivityStarted", 1):
+            event = .activityStarted(
+                activityID: try reader.require(\.activityID, "activityID"), attempt: try reader.require(\.attempt, "attempt"))
+        case ("ActivityCompleted", 1):
+            event = .activityCompleted(
+                activityID: try reader.require(\.activityID, "activityID"), attempt: try reader.require(\.attempt, "attempt"),
+                output: fields.output ?? "")
+        case ("ActivityFailed", 1):
+            // v1 had no error kind and no `retryable`: it retried exactly when a next
+            // attempt was scheduled.
+            event = .activityFailed(
+                ActivityAttemptFailure(
+                    activityID: try reader.require(\.activityID, "activityID"), attempt: try reader.require(\.attempt, "attempt"),
+                    failure: ActivityFailure(
+                        kind: "unknown", message: try reader.require(\.error, "error"), retryable: fields.nextRetryAt != nil),
+                    nextRetryAt: fields.nextRetryAt.map(Timestamp.init(nanoseconds:))))
+        case ("ActivityFailed", 2):
+            event = .activityFailed(
+                ActivityAttemptFailure(
+                    activityID: try reader.require(\.activityID, "activityID"), attempt: try reader.require(\.attempt, "attempt"),
+                    failure: ActivityFailure(
+                        kind: try reader.require(\.errorKind, "errorKind"), message: try reader.require(\.error, "error"),
+                        retryable: try reader.require(\.retryable, "retryable")),
+                    nextRetryAt: fields.nextRetryAt.map(Timestamp.init(nanoseconds:))))
+        case ("TimerStarted", 1):
+            event = .timerStarted(
+                timerID: try reader.require(\.timerID, "timerID"),
+                fireAt: Timestamp(nanoseconds: try reader.require(\.fireAt, "fireAt")))
+        case ("TimerFired", 1):
+            event = .timerFired(
+                timerID: try reader.require(\.timerID, "timerID"),
+                firedAt: Timestamp(nanoseconds: try reader.require(\.firedAt, "firedAt")))
+        case ("SignalReceived", 1):
+            event = .signalReceived(name: try reader.require(\.name, "name"), payload: fields.payload ?? "")
+        case ("ChildStarted", 1):
+            event = .childStarted(childID: try reader.require(\.childID, "childID"), type: try reader.require(\.type, "type"))
+        case ("ChildCompleted", 1):
+            event = .childCompleted(childID: try reader.require(\.childID, "childID"), output: fields.output ?? "")
+        case ("ChildFailed", 1):
+            event = .childFailed(childID: try reader.require(\.childID, "childID"), reason: try reader.require(\.reason, "reason"))
+        case ("CancelRequested", 1):
+            event = .cancelRequested(reason: try reader.require(\.reason, "reason"))
+        case ("WorkflowCompleted", 1):
+            event = .workflowCompleted(output: fields.output ?? "")
+        case ("WorkflowFailed", 1):
+            event = .workflowFailed(reason: try reader.require(\.reason, "reason"))
+        case ("WorkflowCancelled", 1):
+            event = .workflowCancelled(reason: try reader.require(\.reason, "reason"))
+        default:
+            throw EngineError(.corruptHistory, "\(context): unknown event type \(type) with schema version \(schemaVersion)")
+        }
+        return StampedWorkflowEvent(event, at: Timestamp(nanoseconds: fields.at))
+    }
+
+    /// Decodes a recorded event of a workflow stream.
+    public static func decode(_ recorded: RecordedEvent) throws -> StampedWorkflowEvent {
+        try decode(
+            type: recorded.type, schemaVersion: recorded.schemaVersion, payload: recorded.payload,
+            context: "stream \(recorded.streamID) revision \(recorded.revision)")
+    }
+}
+
+/// Every field any engine event stores; each type uses some. Optional so old payloads
+/// decode and new optional fields can be added.
+struct StoredFields: Codable {
+    var at: Int64
+    var type: String?
+    var deciderVersion: Int?
+    var input: String?
+    var parentID: String?
+    var uniqueKey: String?
+    var activityID: String?
+    var name: String?
+    var retry: StoredRetry?
+    var timeoutNanoseconds: Int64?
+    var concurrencyKey: String?
+    var attempt: Int?
+    var output: String?
+    var errorKind: String?
+    var error: String?
+    var retryable: Bool?
+    var nextRetryAt: Int64?
+    var timerID: String?
+    var fireAt: Int64?
+    var firedAt: Int64?
+    var payload: String?
+    var childID: String?
+    var reason: String?
+
+    init(at: Int64) { self.at = at }
+}
+
+struct StoredRetry: Codable {
+    var maxAttempts: Int
+    var initialBackoffNanoseconds: Int64
+    var maxBackoffNanoseconds: Int64
+    var multiplier: Double
+    var nonRetryableErrorKinds: [String]
+
+    init(_ policy: RetryPolicy) {
+        maxAttempts = policy.maxAttempts
+        initialBackoffNanoseconds = policy.initialBackoff.nanosecondsClamped
+        maxBackoffNanoseconds = policy.maxBackoff.nanosecondsClamped
+        multiplier = policy.multiplier
+        nonRetryableErrorKinds = policy.nonRetryableErrorKinds
+    }
+
+    func policy(context: String) throws -> RetryPolicy {
+        guard maxAttempts >= 1 else { throw EngineError(.corruptHistory, "\(context): retry.maxAttempts: must be at least 1, is \(maxAttempts)") }
+        guard multiplier >= 1 else { throw EngineError(.corruptHistory, "\(context): retry.multiplier: must be at least 1, is \(multiplier)") }
+        return RetryPolicy(
+            maxAttempts: maxAttempts, initialBackoff: .nanoseconds(initialBackoffNanoseconds),
+            maxBackoff: .nanoseconds(maxBackoffNanoseconds), multiplier: multiplier,
+            nonRetryableErrorKinds: nonRetryableErrorKinds)
+    }
+}
+
+private struct FieldReader {
+    var fields: StoredFields
+    var context: String
+
+    func require<T>(_ path: KeyPath<StoredFields, T?>, _ name: String) throws -> T {
+        guard let value = fields[keyPath: path] else {
+            throw EngineError(.corruptHistory, "\(context): field \(name) is missing")
+        }
+        return value
+    }
+}

@@ -1,0 +1,599 @@
+import Collections
+public import EventLog
+import Foundation
+
+/// The engine without I/O: it turns inputs (a start, a signal, an activity's result, the
+/// passing of time) into events for the log, snapshots for the `state` database and
+/// activity calls to make once those are durable.
+///
+/// The same core runs under the real runtime (``WorkflowEngine``) and under the
+/// deterministic simulation (one seed, a virtual clock, crashes at chosen points). It is
+/// not thread-safe: one owner drives it. Every mutation goes first into the pending
+/// batch; ``takeBatch()`` hands it over, and its ``EngineBatch/dispatches`` may only be
+/// called after the batch's append has committed: `ActivityStarted` is durable before
+/// the call.
+public final class EngineCore {
+    /// Concurrency limits and the seed of the jitter source.
+    public struct Options: Sendable {
+        /// Attempts running at once, in all.
+        public var globalConcurrency: Int
+        /// Attempts running at once per ``ActivityRequest/concurrencyKey``.
+        public var perKeyConcurrency: Int
+        /// Seeds the backoff jitter and event ids (the runtime holds randomness, not deciders).
+        public var seed: UInt64
+        /// Written on every event's metadata.
+        public var actor: String
+
+        public init(globalConcurrency: Int = 1024, perKeyConcurrency: Int = 4, seed: UInt64 = 0, actor: String = "engine") {
+            precondition(globalConcurrency >= 1 && perKeyConcurrency >= 1, "concurrency limits must be at least 1")
+            self.globalConcurrency = globalConcurrency
+            self.perKeyConcurrency = perKeyConcurrency
+            self.seed = seed
+            self.actor = actor
+        }
+    }
+
+    /// A workflow's activity, as the runtime tracks it.
+    public struct ActivityKey: Hashable, Sendable, Comparable {
+        public var workflowID: String
+        public var activityID: String
+        /// `<workflow id>/<activity id>`: what executors make their effect idempotent with.
+        public var idempotencyKey: String { "\(workflowID)/\(activityID)" }
+        public static func < (lhs: ActivityKey, rhs: ActivityKey) -> Bool {
+            (lhs.workflowID, lhs.activityID) < (rhs.workflowID, rhs.activityID)
+        }
+    }
+
+    struct Instance {
+        var record: WorkflowRecord
+        var state: any WorkflowStateBox
+        let definition: WorkflowDefinition
+        /// The revision the next event of the stream gets.
+        var nextRevision: UInt64
+    }
+
+    private struct InFlight {
+        var attempt: Int
+        var concurrencyKey: String?
+    }
+
+    private struct Wakeup: Comparable {
+        enum Kind {
+            case timer(workflowID: String, timerID: String)
+            case retry(ActivityKey, failedAttempt: Int)
+            case deadline(ActivityKey, attempt: Int)
+        }
+        var at: Timestamp
+        var sequence: UInt64
+        var kind: Kind
+        static func == (lhs: Wakeup, rhs: Wakeup) -> Bool { lhs.at == rhs.at && lhs.sequence == rhs.sequence }
+        static func < (lhs: Wakeup, rhs: Wakeup) -> Bool { (lhs.at, lhs.sequence) < (rhs.at, rhs.sequence) }
+    }
+
+    public let options: Options
+    private let definitions: [String: WorkflowDefinition]
+    /// Whether a workflow id was ever used (a finished run's stream), asked of the store.
+    private let idIsTaken: (String) -> Bool
+    private var random: SplitMix64
+
+    private(set) var instances: [String: Instance] = [:]
+    private var uniqueKeys: [String: String] = [:]
+
+    private var pendingStreams: OrderedDictionary<String, StreamAppend> = [:]
+    private var touched: OrderedSet<String> = []
+    private var finished: [String: Instance] = [:]
+    private var pendingStateWrites: OrderedDictionary<String, StateWrite> = [:]
+    private var pendingDispatches: [ActivityDispatch] = []
+
+    private var inFlight: [ActivityKey: InFlight] = [:]
+    private var inFlightPerKey: [String: Int] = [:]
+    private var waiting: Deque<ActivityKey> = []
+    private var wakeups = Heap<Wakeup>()
+    private var wakeupSequence: UInt64 = 0
+    private var dispatchStopped = false
+
+    /// The inbox position whose events are handled (persisted with the next batch).
+    public private(set) var inboxPosition = LogPosition.start
+    private var inboxPositionDirty = false
+
+    /// - Parameters:
+    ///   - workflows: the workflow types this engine runs.
+    ///   - idIsTaken: whether a workflow id has a stream already (finished runs included).
+    public init(workflows: [WorkflowDefinition], options: Options, idIsTaken: @escaping (String) -> Bool) {
+        var byType: [String: WorkflowDefinition] = [:]
+        for definition in workflows {
+            precondition(byType[definition.type] == nil, "workflow type \(definition.type) registered twice")
+            byType[definition.type] = definition
+        }
+        definitions = byType
+        self.options = options
+        self.idIsTaken = idIsTaken
+        random = SplitMix64(seed: options.seed)
+    }
+
+    // MARK: inputs
+
+    /// Starts a run of workflow `type` with id `workflowID`.
+    ///
+    /// - Throws: ``EngineError`` `.alreadyRunning` naming the run that holds `uniqueKey`,
+    ///   `.workflowExists` when the id was used, `.unknownWorkflowType`, `.stopped`.
+    public func start(workflowID: String, type: String, input: String, uniqueKey: String? = nil, now: Timestamp) throws {
+        guard !dispatchStopped else { throw EngineError(.stopped, "the engine is stopping; workflow \(workflowID) not started") }
+        guard let definition = definitions[type] else {
+            throw EngineError(.unknownWorkflowType, "workflow \(workflowID): no workflow type named \(type) is registered")
+        }
+        guard !workflowID.isEmpty, StreamID.forWorkflow(workflowID).rawValue.utf8.count <= StreamID.maxLengthBytes else {
+            throw EngineError(.invalidInput, "workflow id \(workflowID.debugDescription): must be 1 to 240 bytes")
+        }
+        if let key = uniqueKey, let holder = uniqueKeys[key] {
+            throw EngineError(.alreadyRunning, "unique key \(key) is held by running workflow \(holder); \(workflowID) not started")
+        }
+        guard instances[workflowID] == nil, finished[workflowID] == nil, !idIsTaken(workflowID) else {
+            throw EngineError(.workflowExists, "workflow \(workflowID) exists already; workflow ids are never reused")
+        }
+        let start = WorkflowStart(type: type, deciderVersion: definition.version, input: input, uniqueKey: uniqueKey)
+        begin(workflowID: workflowID, definition: definition, start: start, now: now)
+    }
+
+    /// Delivers a signal; `cancel`, `pause` and `resume` are acted on by the engine.
+    /// Returns false when no running workflow has this id (the signal is dropped).
+    @discardableResult
+    public func signal(workflowID: String, name: String, payload: String, now: Timestamp) -> Bool {
+        guard let instance = instances[workflowID] else { return false }
+        if name == EngineSignal.cancel {
+            cancel(workflowID: workflowID, reason: payload.isEmpty ? "cancelled by signal" : payload, now: now)
+            return true
+        }
+        emit(.signalReceived(name: name, payload: payload), to: workflowID, now: now)
+        if name == EngineSignal.resume && instance.record.paused {
+            requeueAfterResume(workflowID: workflowID, now: now)
+        }
+        decideLoop(workflowID, now: now)
+        return true
+    }
+
+    /// Cancels a running workflow and, through it, its running children.
+    public func cancel(workflowID: String, reason: String, now: Timestamp) {
+        guard instances[workflowID] != nil else { return }
+        emit(.cancelRequested(reason: reason), to: workflowID, now: now)
+        finish(workflowID, with: .workflowCancelled(reason: reason), now: now)
+        pump(now: now)
+    }
+
+    /// Handles an event of the signal inbox stream at `position` (once per position).
+    public func handleInbox(_ recorded: RecordedEvent, now: Timestamp) {
+        guard recorded.position > inboxPosition else { return }
+        inboxPosition = recorded.position
+        inboxPositionDirty = true
+        guard let message = try? InboxMessage.decode(recorded) else { return }
+        switch message {
+        case .signal(let workflowID, let name, let payload):
+            signal(workflowID: workflowID, name: name, payload: payload, now: now)
+        case .start(let workflowID, let type, let input, let uniqueKey):
+            // A refused start (duplicate, unknown type) is visible in the inbox stream; the
+            // CLI checks the state database for the result.
+            try? start(workflowID: workflowID, type: type, input: input, uniqueKey: uniqueKey, now: now)
+        }
+    }
+
+    /// Reports how an attempt ended. Stale reports (a timed-out or re-dispatched attempt,
+    /// a finished workflow) are ignored.
+    public func activityFinished(_ dispatch: ActivityDispatch, result: Result<String, ActivityFailure>, now: Timestamp) {
+        let key = dispatch.key
+        guard let running = inFlight[key], running.attempt == dispatch.attempt else { return }
+        release(key)
+        guard let instance = instances[key.workflowID], let activity = instance.record.activities[key.activityID] else {
+            return
+        }
+        switch result {
+        case .success(let output):
+            emit(.activityCompleted(activityID: key.activityID, attempt: dispatch.attempt, output: output), to: key.workflowID, now: now)
+        case .failure(let failure):
+            let policy = activity.request.retry
+            let retries = failure.retryable && !policy.nonRetryableErrorKinds.contains(failure.kind)
+                && dispatch.attempt < policy.maxAttempts
+            var nextRetryAt: Timestamp?
+            if retries {
+                let backoff = policy.backoff(afterAttempt: dispatch.attempt).nanosecondsClamped
+                // Equal jitter: half the backoff, plus a random part of the other half.
+                let jitter = backoff / 2 > 0 ? Int64(random.next() % UInt64(backoff / 2 + 1)) : 0
+                nextRetryAt = now + .nanoseconds(backoff - backoff / 2 + jitter)
+            }
+            let failed = ActivityAttemptFailure(
+                activityID: key.activityID, attempt: dispatch.attempt, failure: failure, nextRetryAt: nextRetryAt)
+            emit(.activityFailed(failed), to: key.workflowID, now: now)
+            if let nextRetryAt { arm(.retry(key, failedAttempt: dispatch.attempt), at: nextRetryAt) }
+        }
+        decideLoop(key.workflowID, now: now)
+    }
+
+    /// Fires every timer, retry and timeout due at `now`, then starts what may start.
+    public func advance(now: Timestamp) {
+        while let next = wakeups.min, next.at <= now {
+            _ = wakeups.popMin()
+            switch next.kind {
+            case .timer(let workflowID, let timerID):
+                guard let instance = instances[workflowID], instance.record.timers[timerID]?.fired == false else { continue }
+                emit(.timerFired(timerID: timerID, firedAt: now), to: workflowID, now: now)
+                decideLoop(workflowID, now: now)
+            case .retry(let key, let failedAttempt):
+                guard let activity = instances[key.workflowID]?.record.activities[key.activityID],
+                    activity.phase == .backoff, activity.attempt == failedAttempt
+                else { continue }
+                waiting.append(key)
+            case .deadline(let key, let attempt):
+                guard let running = inFlight[key], running.attempt == attempt,
+                    let timeout = instances[key.workflowID]?.record.activities[key.activityID]?.request.startToCloseTimeout
+                else { continue }
+                let dispatch = ActivityDispatch(key: key, attempt: attempt, name: "", input: "", timeout: timeout)
+                activityFinished(
+                    dispatch,
+                    result: .failure(ActivityFailure(kind: "timeout", message: "start-to-close timeout of \(timeout) exceeded")),
+                    now: now)
+            }
+        }
+        pump(now: now)
+    }
+
+    /// When ``advance(now:)`` next has something to do.
+    public var nextWakeup: Timestamp? { wakeups.min?.at }
+
+    /// Stops starting attempts (graceful shutdown); in-flight ones still report.
+    public func stopDispatch() { dispatchStopped = true }
+
+    // MARK: output
+
+    /// Takes what must be appended (events, snapshots, unique keys, inbox position) and the
+    /// calls to make once it has committed. Nil when there is nothing.
+    public func takeBatch() -> EngineBatch? {
+        guard !pendingStreams.isEmpty || !pendingDispatches.isEmpty else { return nil }
+        var writes = pendingStateWrites
+        for workflowID in touched {
+            if let instance = instances[workflowID] {
+                writes[StateKey.running(workflowID)] = .put(key: StateKey.running(workflowID), value: snapshot(of: instance))
+            } else if let instance = finished[workflowID] {
+                writes[StateKey.running(workflowID)] = .delete(key: StateKey.running(workflowID))
+                writes[StateKey.finished(workflowID)] = .put(key: StateKey.finished(workflowID), value: snapshot(of: instance))
+                if let key = instance.record.uniqueKey, uniqueKeys[key] == nil {
+                    writes[StateKey.unique(key)] = .delete(key: StateKey.unique(key))
+                }
+            }
+        }
+        if inboxPositionDirty && !pendingStreams.isEmpty {
+            writes[StateKey.inboxPosition] = .put(key: StateKey.inboxPosition, value: Array(String(inboxPosition.rawValue).utf8))
+            inboxPositionDirty = false
+        }
+        let batch = EngineBatch(
+            streams: Array(pendingStreams.values), stateWrites: Array(writes.values), dispatches: pendingDispatches)
+        pendingStreams = [:]
+        touched = []
+        finished = [:]
+        pendingStateWrites = [:]
+        pendingDispatches = []
+        return batch
+    }
+
+    /// Whether an attempt is still wanted (call it right before calling the executor).
+    public func isInFlight(_ dispatch: ActivityDispatch) -> Bool {
+        inFlight[dispatch.key]?.attempt == dispatch.attempt
+    }
+
+    /// Attempts running now.
+    public var inFlightCount: Int { inFlight.count }
+    /// Ids of the running workflows, sorted.
+    public var runningWorkflowIDs: [String] { instances.keys.sorted() }
+
+    /// The live record and view of a running workflow.
+    public func record(of workflowID: String) -> WorkflowRecord? { instances[workflowID]?.record }
+
+    /// The encoded snapshot of a running workflow, as ``takeBatch()`` would write it.
+    public func liveSnapshot(of workflowID: String) -> [UInt8]? { instances[workflowID].map(snapshot(of:)) }
+
+    // MARK: checks (tests and tools)
+
+    /// Folds a workflow stream from its first event with the registered decider: the
+    /// engine's record and the decider's state, as a ``WorkflowStatusReport`` would show them.
+    ///
+    /// - Throws: ``EngineError`` `.corruptHistory` or `.unknownWorkflowType`.
+    func fold(_ events: [RecordedEvent]) throws -> (record: WorkflowRecord, state: any WorkflowStateBox) {
+        guard let first = events.first else { throw EngineError(.corruptHistory, "empty workflow stream") }
+        let workflowID = String(first.streamID.rawValue.dropFirst("workflow/".count))
+        var record = WorkflowRecord(workflowID: workflowID)
+        var decoded: [WorkflowEvent] = []
+        for event in events {
+            let stamped = try WorkflowEventCodec.decode(event)
+            record.apply(stamped, revision: event.revision.rawValue)
+            decoded.append(stamped.event)
+        }
+        guard let definition = definitions[record.type] else {
+            throw EngineError(.unknownWorkflowType, "stream \(first.streamID): type \(record.type) is not registered")
+        }
+        return (record, definition.fold(decoded))
+    }
+
+    /// Whether folding `events` (a workflow's whole stream) gives this core's live record
+    /// and decider state for that workflow.
+    ///
+    /// - Throws: ``EngineError`` when the stream cannot be read.
+    public func liveStateEqualsFold(of workflowID: String, events: [RecordedEvent]) throws -> Bool {
+        guard let instance = instances[workflowID] else { return false }
+        let folded = try fold(events)
+        return folded.record == instance.record && folded.state.isEqual(to: instance.state)
+    }
+
+    /// Whether a stored snapshot equals the fold of the workflow's whole stream.
+    ///
+    /// - Throws: ``EngineError`` when the snapshot or stream cannot be read.
+    public func snapshotEqualsFold(snapshot: [UInt8], key: String, events: [RecordedEvent]) throws -> Bool {
+        let decoded = try WorkflowSnapshot.decode(snapshot, key: key)
+        let folded = try fold(events)
+        guard let definition = definitions[decoded.record.type] else { return false }
+        let state = try definition.decode(decoded.state)
+        return folded.record == decoded.record && folded.state.isEqual(to: state)
+    }
+
+    // MARK: recovery
+
+    /// Rebuilds the running workflows from their snapshots (the `engine/run/` entries of
+    /// the state database), re-arms timers and retries, and re-dispatches every attempt
+    /// that started and did not finish. Nothing else repeats.
+    ///
+    /// - Throws: ``EngineError`` `.corruptHistory` naming the snapshot's key.
+    public func recover(snapshots: [(key: String, value: [UInt8])], inboxPosition: LogPosition, now: Timestamp) throws {
+        precondition(instances.isEmpty, "recover runs on a fresh core")
+        self.inboxPosition = inboxPosition
+        for (key, value) in snapshots.sorted(by: { $0.key < $1.key }) {
+            let decoded = try WorkflowSnapshot.decode(value, key: key)
+            guard let definition = definitions[decoded.record.type] else {
+                throw EngineError(.unknownWorkflowType, "snapshot \(key): workflow type \(decoded.record.type) is not registered")
+            }
+            let state: any WorkflowStateBox
+            do { state = try definition.decode(decoded.state) } catch {
+                throw EngineError(.corruptHistory, "snapshot \(key): decider state does not decode: \(error)")
+            }
+            let record = decoded.record
+            instances[record.workflowID] = Instance(
+                record: record, state: state, definition: definition, nextRevision: record.lastRevision + 1)
+            if let unique = record.uniqueKey { uniqueKeys[unique] = record.workflowID }
+            for (activityID, activity) in record.activities.sorted(by: { $0.key < $1.key }) {
+                let key = ActivityKey(workflowID: record.workflowID, activityID: activityID)
+                switch activity.phase {
+                case .running:
+                    // Started and unfinished: call again (the executor is idempotent by key).
+                    occupy(key, attempt: activity.attempt, concurrencyKey: activity.request.concurrencyKey)
+                    arm(.deadline(key, attempt: activity.attempt), at: now + activity.request.startToCloseTimeout)
+                    pendingDispatches.append(
+                        ActivityDispatch(
+                            key: key, attempt: activity.attempt, name: activity.request.name, input: activity.request.input,
+                            timeout: activity.request.startToCloseTimeout))
+                case .scheduled:
+                    waiting.append(key)
+                case .backoff:
+                    arm(.retry(key, failedAttempt: activity.attempt), at: activity.nextRetryAt ?? now)
+                case .completed, .failed:
+                    break
+                }
+            }
+            for (timerID, timer) in record.timers.sorted(by: { $0.key < $1.key }) where !timer.fired {
+                arm(.timer(workflowID: record.workflowID, timerID: timerID), at: timer.fireAt)
+            }
+        }
+        // A newer decider may want more than the old one asked for; deciding is idempotent.
+        for workflowID in instances.keys.sorted() { decideLoop(workflowID, now: now) }
+        advance(now: now)
+    }
+
+    // MARK: internals
+
+    private func begin(workflowID: String, definition: WorkflowDefinition, start: WorkflowStart, now: Timestamp) {
+        instances[workflowID] = Instance(
+            record: WorkflowRecord(workflowID: workflowID), state: definition.initial(), definition: definition,
+            nextRevision: 0)
+        if let key = start.uniqueKey {
+            uniqueKeys[key] = workflowID
+            pendingStateWrites[StateKey.unique(key)] = .put(key: StateKey.unique(key), value: Array(workflowID.utf8))
+        }
+        emit(.workflowStarted(start), to: workflowID, now: now)
+        decideLoop(workflowID, now: now)
+    }
+
+    private func emit(_ event: WorkflowEvent, to workflowID: String, now: Timestamp) {
+        guard var instance = instances[workflowID] else { preconditionFailure("emit to unknown workflow \(workflowID)") }
+        precondition(!instance.record.isFinished, "emit \(event) to finished workflow \(workflowID)")
+        let stamped = StampedWorkflowEvent(event, at: now)
+        let encoded = WorkflowEventCodec.encode(stamped)
+        let proposed = ProposedEvent(
+            id: EventID(high: random.next(), low: random.next()), type: encoded.type, schemaVersion: encoded.schemaVersion,
+            metadata: EventMetadata(actor: options.actor), payload: encoded.payload)
+        if pendingStreams[workflowID] == nil {
+            let expected: ExpectedRevision =
+                instance.nextRevision == 0 ? .noStream : .exact(StreamRevision(instance.nextRevision - 1))
+            pendingStreams[workflowID] = StreamAppend(
+                streamID: .forWorkflow(workflowID), expectedRevision: expected, events: [])
+        }
+        pendingStreams[workflowID]!.events.append(proposed)
+        instance.record.apply(stamped, revision: instance.nextRevision)
+        instance.state = instance.state.evolved(event)
+        instance.nextRevision += 1
+        instances[workflowID] = instance
+        touched.append(workflowID)
+    }
+
+    /// Acts on the decider's commands until it asks for nothing new (bounded).
+    private func decideLoop(_ workflowID: String, now: Timestamp) {
+        for _ in 0..<64 {
+            guard let instance = instances[workflowID], !instance.record.paused else { break }
+            var progressed = false
+            for command in instance.state.decide() {
+                guard let current = instances[workflowID] else { return }
+                switch command {
+                case .runActivity(let request):
+                    guard current.record.activities[request.activityID] == nil else { continue }
+                    emit(.activityScheduled(request), to: workflowID, now: now)
+                    waiting.append(ActivityKey(workflowID: workflowID, activityID: request.activityID))
+                    progressed = true
+                case .startTimer(let timerID, let after):
+                    guard current.record.timers[timerID] == nil else { continue }
+                    let fireAt = now + after
+                    emit(.timerStarted(timerID: timerID, fireAt: fireAt), to: workflowID, now: now)
+                    arm(.timer(workflowID: workflowID, timerID: timerID), at: fireAt)
+                    progressed = true
+                case .startChild(let request):
+                    guard current.record.children[request.workflowID] == nil else { continue }
+                    startChild(request, parentID: workflowID, now: now)
+                    progressed = true
+                case .waitForSignal:
+                    continue
+                case .complete(let output):
+                    finish(workflowID, with: .workflowCompleted(output: output), now: now)
+                    return
+                case .fail(let reason):
+                    finish(workflowID, with: .workflowFailed(reason: reason), now: now)
+                    return
+                }
+            }
+            if !progressed { break }
+        }
+        pump(now: now)
+    }
+
+    private func startChild(_ request: ChildRequest, parentID: String, now: Timestamp) {
+        emit(.childStarted(childID: request.workflowID, type: request.type), to: parentID, now: now)
+        guard let definition = definitions[request.type] else {
+            emit(.childFailed(childID: request.workflowID, reason: "no workflow type named \(request.type)"), to: parentID, now: now)
+            return
+        }
+        guard instances[request.workflowID] == nil, finished[request.workflowID] == nil, !idIsTaken(request.workflowID) else {
+            emit(.childFailed(childID: request.workflowID, reason: "workflow id \(request.workflowID) exists already"), to: parentID, now: now)
+            return
+        }
+        let start = WorkflowStart(type: request.type, deciderVersion: definition.version, input: request.input, parentID: parentID)
+        begin(workflowID: request.workflowID, definition: definition, start: start, now: now)
+    }
+
+    private func finish(_ workflowID: String, with terminal: WorkflowEvent, now: Timestamp) {
+        precondition(terminal.isTerminal)
+        emit(terminal, to: workflowID, now: now)
+        guard let instance = instances.removeValue(forKey: workflowID) else { return }
+        finished[workflowID] = instance
+        if let key = instance.record.uniqueKey, uniqueKeys[key] == workflowID { uniqueKeys[key] = nil }
+        // Attempts still running are abandoned: their results are ignored from now on.
+        for (activityID, activity) in instance.record.activities.sorted(by: { $0.key < $1.key }) where activity.phase == .running {
+            release(ActivityKey(workflowID: workflowID, activityID: activityID))
+        }
+        for (childID, status) in instance.record.children.sorted(by: { $0.key < $1.key }) where status == .running {
+            if instances[childID] != nil {
+                cancel(workflowID: childID, reason: "parent \(workflowID) ended (\(instance.record.status.rawValue))", now: now)
+            }
+        }
+        if let parentID = instance.record.parentID, instances[parentID] != nil {
+            switch instance.record.status {
+            case .completed:
+                emit(.childCompleted(childID: workflowID, output: instance.record.result ?? ""), to: parentID, now: now)
+            case .failed, .cancelled:
+                emit(
+                    .childFailed(childID: workflowID, reason: "\(instance.record.status.rawValue): \(instance.record.result ?? "")"),
+                    to: parentID, now: now)
+            case .running:
+                preconditionFailure("finished workflow \(workflowID) is running")
+            }
+            decideLoop(parentID, now: now)
+        }
+    }
+
+    private func requeueAfterResume(workflowID: String, now: Timestamp) {
+        guard let record = instances[workflowID]?.record else { return }
+        for (activityID, activity) in record.activities.sorted(by: { $0.key < $1.key }) {
+            let due = activity.phase == .scheduled || (activity.phase == .backoff && (activity.nextRetryAt ?? now) <= now)
+            if due { waiting.append(ActivityKey(workflowID: workflowID, activityID: activityID)) }
+        }
+    }
+
+    /// Starts waiting attempts while slots are free.
+    private func pump(now: Timestamp) {
+        guard !dispatchStopped else { return }
+        var blocked: [ActivityKey] = []
+        while inFlight.count < options.globalConcurrency, let key = waiting.popFirst() {
+            guard let instance = instances[key.workflowID], let activity = instance.record.activities[key.activityID],
+                inFlight[key] == nil
+            else { continue }
+            let ready = activity.phase == .scheduled || (activity.phase == .backoff && (activity.nextRetryAt ?? now) <= now)
+            guard ready, !instance.record.paused else { continue }
+            if let concurrencyKey = activity.request.concurrencyKey,
+                inFlightPerKey[concurrencyKey, default: 0] >= options.perKeyConcurrency
+            {
+                blocked.append(key)
+                continue
+            }
+            let attempt = activity.attempt + 1
+            emit(.activityStarted(activityID: key.activityID, attempt: attempt), to: key.workflowID, now: now)
+            occupy(key, attempt: attempt, concurrencyKey: activity.request.concurrencyKey)
+            arm(.deadline(key, attempt: attempt), at: now + activity.request.startToCloseTimeout)
+            pendingDispatches.append(
+                ActivityDispatch(
+                    key: key, attempt: attempt, name: activity.request.name, input: activity.request.input,
+                    timeout: activity.request.startToCloseTimeout))
+        }
+        waiting.prepend(contentsOf: blocked)
+    }
+
+    private func occupy(_ key: ActivityKey, attempt: Int, concurrencyKey: String?) {
+        inFlight[key] = InFlight(attempt: attempt, concurrencyKey: concurrencyKey)
+        if let concurrencyKey { inFlightPerKey[concurrencyKey, default: 0] += 1 }
+    }
+
+    private func release(_ key: ActivityKey) {
+        guard let running = inFlight.removeValue(forKey: key) else { return }
+        if let concurrencyKey = running.concurrencyKey {
+            inFlightPerKey[concurrencyKey, default: 1] -= 1
+            if inFlightPerKey[concurrencyKey] == 0 { inFlightPerKey[concurrencyKey] = nil }
+        }
+    }
+
+    private func arm(_ kind: Wakeup.Kind, at: Timestamp) {
+        wakeupSequence += 1
+        wakeups.insert(Wakeup(at: at, sequence: wakeupSequence, kind: kind))
+    }
+
+    private func snapshot(of instance: Instance) -> [UInt8] {
+        WorkflowSnapshot.encode(record: instance.record, state: instance.state.encoded(), commands: instance.state.decide())
+    }
+}
+
+/// One append's worth of engine output.
+public struct EngineBatch: Sendable {
+    /// Events per workflow stream, each with the revision it expects.
+    public var streams: [StreamAppend]
+    /// Snapshots, unique keys and the inbox position, atomic with the events.
+    public var stateWrites: [StateWrite]
+    /// Calls to make after the append has committed.
+    public var dispatches: [ActivityDispatch]
+}
+
+/// One attempt to call an executor.
+public struct ActivityDispatch: Sendable, Hashable {
+    public var key: EngineCore.ActivityKey
+    public var attempt: Int
+    public var name: String
+    public var input: String
+    public var timeout: Duration
+}
+
+/// Keys of the engine's entries in the `state` database.
+public enum StateKey {
+    /// Prefix of the snapshots of unfinished workflows: the recovery index.
+    public static let runningPrefix = "engine/run/"
+    public static let finishedPrefix = "engine/done/"
+    public static let uniquePrefix = "engine/unique/"
+    /// The last inbox position the engine has handled.
+    public static let inboxPosition = "engine/inbox-position"
+
+    public static func running(_ workflowID: String) -> String { runningPrefix + workflowID }
+    public static func finished(_ workflowID: String) -> String { finishedPrefix + workflowID }
+    public static func unique(_ key: String) -> String { uniquePrefix + key }
+}
+
+extension StreamID {
+    /// The stream of a workflow run: `workflow/<id>`.
+    public static func forWorkflow(_ workflowID: String) -> StreamID { StreamID("workflow/" + workflowID) }
+}

@@ -1,0 +1,62 @@
+import Foundation
+
+/// The snapshot of a workflow kept in the `state` database, written in the same append as
+/// the events it covers, so recovery reads one entry per unfinished workflow instead of
+/// replaying its history.
+///
+/// Stored format: one line of JSON `{"v":1,"record":…,"view":…}`, a newline, then the
+/// decider's state as JSON (JSON from `JSONEncoder` holds no raw newline).
+enum WorkflowSnapshot {
+    static let version = 1
+
+    private struct Header: Codable {
+        var v: Int
+        var record: WorkflowRecord
+        var view: WorkflowView
+    }
+
+    struct Decoded {
+        var record: WorkflowRecord
+        var view: WorkflowView
+        var state: [UInt8]
+    }
+
+    static func encode(record: WorkflowRecord, state: [UInt8], commands: [WorkflowCommand]) -> [UInt8] {
+        let header = Header(v: version, record: record, view: WorkflowView(record: record, commands: commands))
+        // The record holds only strings, integers and booleans: encoding cannot fail.
+        var bytes = Array(try! JSONEncoder().encode(header))
+        bytes.append(0x0A)
+        bytes.append(contentsOf: state)
+        return bytes
+    }
+
+    /// - Throws: ``EngineError`` `.corruptHistory` naming `key` and the reason.
+    static func decode(_ bytes: [UInt8], key: String) throws -> Decoded {
+        guard let newline = bytes.firstIndex(of: 0x0A) else {
+            throw EngineError(.corruptHistory, "snapshot \(key): no newline between header and state")
+        }
+        let header: Header
+        do { header = try JSONDecoder().decode(Header.self, from: Data(bytes[..<newline])) } catch {
+            throw EngineError(.corruptHistory, "snapshot \(key): header does not decode: \(error)")
+        }
+        guard header.v == version else {
+            throw EngineError(.corruptHistory, "snapshot \(key): field v: unknown snapshot version \(header.v)")
+        }
+        return Decoded(record: header.record, view: header.view, state: Array(bytes[(newline + 1)...]))
+    }
+}
+
+/// What operators and tools read about a workflow without the engine: its snapshot.
+public struct WorkflowStatusReport: Sendable, Equatable {
+    public var record: WorkflowRecord
+    public var view: WorkflowView
+
+    /// Decodes an `engine/run/…` or `engine/done/…` entry of the state database.
+    ///
+    /// - Throws: ``EngineError`` `.corruptHistory` naming `key`.
+    public init(snapshot: [UInt8], key: String) throws {
+        let decoded = try WorkflowSnapshot.decode(snapshot, key: key)
+        record = decoded.record
+        view = decoded.view
+    }
+}
