@@ -148,7 +148,11 @@ let package = Package(
 
         .executableTarget(
             name: "engine-crash-driver",
-            dependencies: ["Engine", "EventLog"],
+            dependencies: [
+                "Engine", "EventLog",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "tools/crash-driver/engine",
             swiftSettings: swiftSettings
         ),
