@@ -132,7 +132,8 @@ extension EventLogReader {
     private static func pageUsage(_ txn: ReadTransaction, into stats: inout LogStats) throws {
         let dbs = txn.dbs
         let named: [(String, MDB_dbi)] = [
-            ("events", dbs.events), ("streams", dbs.streams), ("names", dbs.names), ("numbers", dbs.numbers),
+            ("events", dbs.events), ("streams", dbs.streams), ("names", dbs.names), ("streamNames", dbs.streamNames),
+            ("eventTypeNames", dbs.eventTypeNames), ("actorNames", dbs.actorNames),
             ("dictionaries", dbs.dictionaries), ("state", dbs.state), ("meta", dbs.meta), ("(main)", 1),
             ("(free)", 0),
         ]

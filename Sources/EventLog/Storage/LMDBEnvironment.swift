@@ -13,10 +13,13 @@ struct Databases: Sendable {
     var events: MDB_dbi
     /// stream number (UInt32 big-endian) → positions (UInt64 big-endian), `MDB_DUPSORT|MDB_DUPFIXED`.
     var streams: MDB_dbi
-    /// kind byte + UTF-8 name → number (UInt32 little-endian): interned strings.
+    /// kind byte + FNV-1a 64 of the name (big-endian) → numbers (UInt32 big-endian),
+    /// `MDB_DUPSORT|MDB_DUPFIXED` (a hash collision is two duplicates): finds interned strings.
     var names: MDB_dbi
-    /// kind byte + number (UInt32 big-endian) → UTF-8 name.
-    var numbers: MDB_dbi
+    /// number (UInt32 big-endian) → UTF-8 name, one database per kind, written with `MDB_APPEND`.
+    var streamNames: MDB_dbi
+    var eventTypeNames: MDB_dbi
+    var actorNames: MDB_dbi
     /// dictionary id (UInt32 big-endian) → dictionary record.
     var dictionaries: MDB_dbi
     /// UTF-8 key → value: `StateWrite`s.
@@ -25,9 +28,18 @@ struct Databases: Sendable {
     var meta: MDB_dbi
 
     static let names: [(name: String, flags: Int32)] = [
-        ("events", 0), ("streams", MDB_DUPSORT | MDB_DUPFIXED), ("names", 0), ("numbers", 0),
-        ("dictionaries", 0), ("state", 0), ("meta", 0),
+        ("events", 0), ("streams", MDB_DUPSORT | MDB_DUPFIXED), ("names", MDB_DUPSORT | MDB_DUPFIXED),
+        ("streamNames", 0), ("eventTypeNames", 0), ("actorNames", 0), ("dictionaries", 0), ("state", 0), ("meta", 0),
     ]
+
+    /// The number → name database of `kind`.
+    func numbers(_ kind: NameKind) -> MDB_dbi {
+        switch kind {
+        case .stream: streamNames
+        case .eventType: eventTypeNames
+        case .actor: actorNames
+        }
+    }
 }
 
 /// One LMDB environment (`MDB_env`), the single owner of the handle; closed in `deinit`.
@@ -132,7 +144,9 @@ final class LMDBEnvironment: @unchecked Sendable {
         self.readOnly = readOnly
         self.resizeLock = .allocate(capacity: 1)
         pthread_rwlock_init(resizeLock, nil)
-        self.dbs = Databases(events: 0, streams: 0, names: 0, numbers: 0, dictionaries: 0, state: 0, meta: 0)
+        self.dbs = Databases(
+            events: 0, streams: 0, names: 0, streamNames: 0, eventTypeNames: 0, actorNames: 0, dictionaries: 0,
+            state: 0, meta: 0)
         opened = true
         do {
             self.dbs = try openDatabases(create: create && !readOnly)
@@ -168,8 +182,9 @@ final class LMDBEnvironment: @unchecked Sendable {
         // Committing (also a read-only txn) keeps the handles open in the environment.
         try LMDBError.check(mdb_txn_commit(txn), "mdb_txn_commit")
         return Databases(
-            events: handles[0], streams: handles[1], names: handles[2], numbers: handles[3],
-            dictionaries: handles[4], state: handles[5], meta: handles[6])
+            events: handles[0], streams: handles[1], names: handles[2], streamNames: handles[3],
+            eventTypeNames: handles[4], actorNames: handles[5], dictionaries: handles[6], state: handles[7],
+            meta: handles[8])
     }
 
     /// Runs `body` in a short read-only transaction (`MDB_RDONLY`), ended when it returns.

@@ -14,16 +14,15 @@ enum NameKind: UInt8, CaseIterable, Sendable {
         }
     }
 
-    func nameKey(_ name: String) -> [UInt8] {
-        var key: [UInt8] = [rawValue]
-        key.append(contentsOf: name.utf8)
-        return key
-    }
-
-    func numberKey(_ number: UInt32) -> [UInt8] {
-        var key: [UInt8] = [rawValue]
-        key.append(contentsOf: Keys.bigEndian(number))
-        return key
+    /// The `names` key: kind byte + FNV-1a 64 of the UTF-8 name, big-endian (9 bytes instead
+    /// of the whole name: most of a stream's fixed cost when streams hold few events).
+    func hashKey(_ name: String) -> [UInt8] {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in name.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01B3
+        }
+        return [rawValue] + Keys.bigEndian(hash)
     }
 }
 
@@ -80,29 +79,36 @@ struct DictionaryRecord: Sendable {
 }
 
 extension ReadTransaction {
-    /// The number interned for `name`, or nil.
+    /// The number interned for `name`, or nil: the duplicates under its hash, checked by name.
     func number(of name: String, kind: NameKind) throws(LMDBError) -> UInt32? {
-        guard let value = try get(dbs.names, kind.nameKey(name)) else { return nil }
-        guard value.count == 4 else { return nil }
-        return UInt32(littleEndian: value.loadUnaligned(as: UInt32.self))
+        let cursor = try self.cursor(dbs.names)
+        let key = kind.hashKey(name)
+        var entry = try key.withUnsafeBytes { key in
+            Result { () throws(LMDBError) in try cursor.get(MDB_SET_KEY, key: key) }
+        }.get()
+        while let current = entry {
+            if let number = Keys.readBigEndian(current.value, UInt32.self),
+                let stored = try get(dbs.numbers(kind), Keys.bigEndian(number)),
+                stored.elementsEqual(name.utf8)
+            {
+                return number
+            }
+            entry = try cursor.get(MDB_NEXT_DUP)
+        }
+        return nil
     }
 
     /// The name interned as `number`, or nil.
     func name(of number: UInt32, kind: NameKind) throws(LMDBError) -> String? {
-        guard let value = try get(dbs.numbers, kind.numberKey(number)) else { return nil }
+        guard let value = try get(dbs.numbers(kind), Keys.bigEndian(number)) else { return nil }
         return String(decoding: value, as: UTF8.self)
     }
 
     /// The highest number interned for `kind` (0 when none).
     func lastNumber(kind: NameKind) throws(LMDBError) -> UInt32 {
-        let cursor = try self.cursor(dbs.numbers)
-        let bound: [UInt8] = [kind.rawValue + 1]
-        let found = try bound.withUnsafeBytes { key in
-            Result { () throws(LMDBError) in try cursor.get(MDB_SET_RANGE, key: key) != nil }
-        }.get()
-        guard let entry = try cursor.get(found ? MDB_PREV : MDB_LAST) else { return 0 }
-        guard entry.key.count == 5, entry.key[0] == kind.rawValue else { return 0 }
-        return Keys.readBigEndian(UnsafeRawBufferPointer(rebasing: entry.key[1...]), UInt32.self) ?? 0
+        let cursor = try self.cursor(dbs.numbers(kind))
+        guard let entry = try cursor.get(MDB_LAST) else { return 0 }
+        return Keys.readBigEndian(entry.key, UInt32.self) ?? 0
     }
 
     /// The last position in `events` (`.start` when empty).

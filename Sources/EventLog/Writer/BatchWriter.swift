@@ -309,8 +309,9 @@ final class BatchWriter {
         guard create else { return nil }
         let number = (pending.lastNumbers[kind] ?? 0) + 1
         pending.lastNumbers[kind] = number
-        try txn.put(txn.dbs.names, kind.nameKey(name), withUnsafeBytes(of: number.littleEndian) { Array($0) })
-        try txn.put(txn.dbs.numbers, kind.numberKey(number), Array(name.utf8))
+        // Numbers only grow, so the number → name database is filled page after page.
+        try txn.put(txn.dbs.numbers(kind), Keys.bigEndian(number), Array(name.utf8), flags: MDB_APPEND)
+        try txn.put(txn.dbs.names, kind.hashKey(name), Keys.bigEndian(number))
         pending.newNames[kind, default: [:]][name] = number
         return number
     }
