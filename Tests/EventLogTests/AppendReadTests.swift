@@ -75,6 +75,60 @@ struct AppendReadTests {
         }
     }
 
+    @Test("EventLog: ids: causation and correlation ids stored as back-references read back exactly")
+    func idReferences() async throws {
+        // Goal: ids that repeat (a causation naming a recent event, a correlation shared by a
+        // run) are stored as references yet every read path returns them whole.
+        // Method: chains of events across streams, read by scan, by stream (random access,
+        // cold caches) and after reopening; compare stats with a log of inline ids.
+        try await withTemporaryDirectory { dir in
+            var written: [ProposedEvent] = []
+            do {
+                let log = try EventLog(directory: dir, options: testOptions())
+                for run in 0..<20 {
+                    let correlation = EventID(high: 0xABC, low: UInt64(run))
+                    var previous: EventID? = run > 0 ? written.last?.id : nil
+                    for step in 0..<10 {
+                        let n = run * 10 + step
+                        let event = proposed(n, causation: previous, correlation: correlation)
+                        written.append(event)
+                        previous = event.id
+                        try await log.append([event], to: StreamID("run/\(run % 4)"), expectedRevision: .any)
+                    }
+                }
+                let all = try log.reader.readAll(after: .start)
+                #expect(all.map(\.metadata) == written.map(\.metadata))
+                // 200 events, 20 inline correlations and one inline causation (the first has none).
+                let envelopeBytes = try log.reader.stats().envelopeBytes
+                let inlineBytes = try await Self.inlineEnvelopeBytes(written)
+                #expect(envelopeBytes < inlineBytes - 199 * 13 - 180 * 13)
+                await log.close()
+            }
+            let reader = try EventLogReader(directory: dir)
+            reader.environment.caches.tables.withLock { $0 = ReaderCaches.Tables() }
+            let stream = try reader.readStream("run/3", from: StreamRevision(25))
+            #expect(stream.map(\.metadata) == written.enumerated().filter { ($0.offset / 10) % 4 == 3 }.dropFirst(25).map(\.element.metadata))
+            #expect(try reader.verify().isClean)
+        }
+    }
+
+    /// Envelope bytes of the same events with no reference possible (each in a log of its own).
+    static func inlineEnvelopeBytes(_ events: [ProposedEvent]) async throws -> Int {
+        try await withTemporaryDirectory { dir in
+            let log = try EventLog(directory: dir, options: testOptions())
+            for (n, event) in events.enumerated() {
+                var alone = event
+                // Ids of events not in this log cannot be referred to: shift them out of reach.
+                alone.metadata.causationID = event.metadata.causationID.map { EventID(high: $0.high ^ 1, low: $0.low) }
+                alone.metadata.correlationID = event.metadata.correlationID.map { EventID(high: $0.high, low: $0.low ^ UInt64(n + 1) << 32) }
+                try await log.append([alone], to: StreamID("run/\((n / 10) % 4)"), expectedRevision: .any)
+            }
+            let bytes = try log.reader.stats().envelopeBytes
+            await log.close()
+            return bytes
+        }
+    }
+
     @Test("EventLog: state: writes commit with their events and delete")
     func stateWrites() async throws {
         try await withTemporaryDirectory { dir in

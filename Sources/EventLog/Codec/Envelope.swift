@@ -3,15 +3,42 @@
 /// Byte by byte in docs/log-format.md. In short: a version/flags byte, the recorded time at a
 /// fixed offset (so a time cut can binary-search positions reading 8 bytes), varints for the
 /// interned stream, revision, event type, schema version and actor, the raw 16-byte event id
-/// (and causation/correlation ids when present), the dictionary id when one was used, the
+/// (causation/correlation ids inline or as a distance back to an envelope holding them), the dictionary id when one was used, the
 /// raw payload length, the payload (zstd or raw), and a CRC-32C over the position key and
 /// every byte before the checksum.
 struct Envelope {
+    /// How a causation or correlation id is stored: not at all, as 16 bytes, or as the
+    /// distance back to an earlier position whose envelope holds it inline (its event id for a
+    /// causation, its inline correlation id for a correlation): ids are random and do not
+    /// compress, and they repeat (a causation is usually a recent event, a correlation is
+    /// shared by a whole run).
+    enum IDField: Equatable {
+        case none
+        case inline(EventID)
+        case reference(distance: UInt64)
+
+        var mode: UInt8 {
+            switch self {
+            case .none: 0
+            case .inline: 1
+            case .reference: 2
+            }
+        }
+
+        var size: Int {
+            switch self {
+            case .none: 0
+            case .inline: 16
+            case .reference(let distance): ByteWriter.varintSize(distance)
+            }
+        }
+    }
+
+    /// Bits 6-7 of the first byte.
     static let formatVersion: UInt8 = 1
-    static let flagCausation: UInt8 = 0x01
-    static let flagCorrelation: UInt8 = 0x02
-    static let flagCompressed: UInt8 = 0x04
-    static let flagDictionary: UInt8 = 0x08
+    /// Bits 0-1: causation mode; bits 2-3: correlation mode (0 none, 1 inline, 2 reference).
+    static let flagCompressed: UInt8 = 0x10
+    static let flagDictionary: UInt8 = 0x20
     static let timeOffset = 1
     /// The smallest possible envelope: flags, time, 5 one-byte varints, id, length, checksum.
     static let minimumSize = 1 + 8 + 5 + 16 + 1 + 4
@@ -25,17 +52,15 @@ struct Envelope {
     var schemaVersion: UInt16
     var actorNumber: UInt32
     var id: EventID
-    var causationID: EventID?
-    var correlationID: EventID?
+    var causation: IDField
+    var correlation: IDField
     /// 0: no dictionary.
     var dictionaryID: UInt32
     var compressed: Bool
     var rawPayloadLength: Int
 
     var flags: UInt8 {
-        var flags = Envelope.formatVersion << 4
-        if causationID != nil { flags |= Envelope.flagCausation }
-        if correlationID != nil { flags |= Envelope.flagCorrelation }
+        var flags = Envelope.formatVersion << 6 | causation.mode | correlation.mode << 2
         if compressed { flags |= Envelope.flagCompressed }
         if dictionaryID != 0 { flags |= Envelope.flagDictionary }
         return flags
@@ -50,8 +75,7 @@ struct Envelope {
         size += ByteWriter.varintSize(UInt64(schemaVersion))
         size += ByteWriter.varintSize(UInt64(actorNumber))
         size += 16
-        if causationID != nil { size += 16 }
-        if correlationID != nil { size += 16 }
+        size += causation.size + correlation.size
         if dictionaryID != 0 { size += ByteWriter.varintSize(UInt64(dictionaryID)) }
         size += ByteWriter.varintSize(UInt64(rawPayloadLength))
         return size + storedPayloadCount + 4
@@ -70,8 +94,8 @@ struct Envelope {
         writer.varint(UInt64(schemaVersion))
         writer.varint(UInt64(actorNumber))
         Envelope.write(id, &writer)
-        if let causationID { Envelope.write(causationID, &writer) }
-        if let correlationID { Envelope.write(correlationID, &writer) }
+        Envelope.write(causation, &writer)
+        Envelope.write(correlation, &writer)
         if dictionaryID != 0 { writer.varint(UInt64(dictionaryID)) }
         writer.varint(UInt64(rawPayloadLength))
         writer.bytes(payload)
@@ -81,6 +105,14 @@ struct Envelope {
         precondition(
             (try? Envelope.decode(position: position, UnsafeRawBufferPointer(target))) != nil,
             "an envelope just written does not decode")
+    }
+
+    private static func write(_ field: IDField, _ writer: inout ByteWriter) {
+        switch field {
+        case .none: break
+        case .inline(let id): write(id, &writer)
+        case .reference(let distance): writer.varint(distance)
+        }
     }
 
     private static func write(_ id: EventID, _ writer: inout ByteWriter) {
@@ -130,8 +162,8 @@ struct Envelope {
     {
         var reader = ByteReader(bytes, end: bodyEnd)
         let flags = try reader.byte("flags")
-        guard flags >> 4 == formatVersion else {
-            throw EventLogError.corrupt(position, "unknown envelope format version \(flags >> 4)")
+        guard flags >> 6 == formatVersion else {
+            throw EventLogError.corrupt(position, "unknown envelope format version \(flags >> 6)")
         }
         let recordedAt = try reader.littleEndian(Int64.self, "recordedAt")
         let stream = try narrow(reader.varint("stream"), UInt32.self, "stream", position)
@@ -140,8 +172,8 @@ struct Envelope {
         let schema = try narrow(reader.varint("schemaVersion"), UInt16.self, "schemaVersion", position)
         let actor = try narrow(reader.varint("actor"), UInt32.self, "actor", position)
         let id = try readID(&reader, "eventID")
-        let causation = flags & flagCausation != 0 ? try readID(&reader, "causationID") : nil
-        let correlation = flags & flagCorrelation != 0 ? try readID(&reader, "correlationID") : nil
+        let causation = try readField(&reader, mode: flags & 0x3, "causationID", position)
+        let correlation = try readField(&reader, mode: (flags >> 2) & 0x3, "correlationID", position)
         var dictionary: UInt32 = 0
         if flags & flagDictionary != 0 {
             dictionary = try narrow(reader.varint("dictionaryID"), UInt32.self, "dictionaryID", position)
@@ -159,7 +191,7 @@ struct Envelope {
         }
         let envelope = Envelope(
             recordedAtNanoseconds: recordedAt, streamNumber: stream, revision: revision, typeNumber: type,
-            schemaVersion: schema, actorNumber: actor, id: id, causationID: causation, correlationID: correlation,
+            schemaVersion: schema, actorNumber: actor, id: id, causation: causation, correlation: correlation,
             dictionaryID: dictionary, compressed: compressed, rawPayloadLength: Int(rawLength))
         return (envelope, payload)
     }
@@ -168,6 +200,22 @@ struct Envelope {
     static func recordedAt(_ bytes: UnsafeRawBufferPointer) -> Int64? {
         guard bytes.count >= minimumSize else { return nil }
         return Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: timeOffset, as: Int64.self))
+    }
+
+    private static func readField(
+        _ reader: inout ByteReader, mode: UInt8, _ field: StaticString, _ position: LogPosition
+    ) throws -> IDField {
+        switch mode {
+        case 0: return .none
+        case 1: return .inline(try readID(&reader, field))
+        case 2:
+            let distance = try reader.varint(field)
+            guard distance > 0, distance < position.rawValue else {
+                throw EventLogError.corrupt(position, "field \(field) refers \(distance) positions back, out of the log")
+            }
+            return .reference(distance: distance)
+        default: throw EventLogError.corrupt(position, "field \(field) has unknown mode \(mode)")
+        }
     }
 
     @inline(__always)

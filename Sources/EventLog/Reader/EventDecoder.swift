@@ -76,6 +76,9 @@ final class EventDecoder {
         -> RecordedEvent
     {
         let (envelope, stored) = try Envelope.decode(position: position, bytes)
+        let causation = try resolve(envelope.causation, correlation: false, position, txn)
+        let correlation = try resolve(envelope.correlation, correlation: true, position, txn)
+        remember(position.rawValue, envelope)
         let payload: [UInt8]
         if envelope.compressed {
             let dictionary = envelope.dictionaryID == 0 ? nil : try dictionary(envelope.dictionaryID, position, txn)
@@ -98,8 +101,58 @@ final class EventDecoder {
             recordedAtNanoseconds: envelope.recordedAtNanoseconds,
             metadata: EventMetadata(
                 actor: try name(envelope.actorNumber, .actor, position, txn),
-                causationID: envelope.causationID, correlationID: envelope.correlationID),
+                causationID: causation, correlationID: correlation),
             payload: payload)
+    }
+
+    /// What an earlier event lends to the ones referring to it.
+    private struct Lender {
+        var position: UInt64 = 0
+        var id = EventID.zero
+        /// Its correlation id when stored inline (only those may be referred to).
+        var correlation: EventID?
+    }
+
+    /// Recently decoded events by position modulo the size: a scan finds referenced ids here.
+    @exclusivity(unchecked) private var lenders = [Lender](repeating: Lender(), count: 16384)
+
+    private func remember(_ position: UInt64, _ envelope: Envelope) {
+        var correlation: EventID?
+        if case .inline(let id) = envelope.correlation { correlation = id }
+        lenders[Int(position % UInt64(lenders.count))] = Lender(position: position, id: envelope.id, correlation: correlation)
+    }
+
+    private func lender(_ position: UInt64, for referrer: LogPosition, _ txn: ReadTransaction) throws -> Lender {
+        let slot = Int(position % UInt64(lenders.count))
+        if lenders[slot].position == position { return lenders[slot] }
+        guard let bytes = try txn.get(txn.dbs.events, Keys.position(position)) else {
+            throw EventLogError.corrupt(referrer, "refers to position \(position), which holds no event")
+        }
+        do {
+            let (envelope, _) = try Envelope.decode(position: LogPosition(position), bytes)
+            remember(position, envelope)
+            return lenders[slot]
+        } catch {
+            throw EventLogError.corrupt(
+                referrer, "refers to position \(position), which cannot be read (\(error.message))")
+        }
+    }
+
+    private func resolve(_ field: Envelope.IDField, correlation: Bool, _ position: LogPosition, _ txn: ReadTransaction)
+        throws -> EventID?
+    {
+        switch field {
+        case .none: return nil
+        case .inline(let id): return id
+        case .reference(let distance):
+            let lender = try lender(position.rawValue - distance, for: position, txn)
+            guard correlation else { return lender.id }
+            guard let id = lender.correlation else {
+                throw EventLogError.corrupt(
+                    position, "its correlation refers to position \(lender.position), which holds none inline")
+            }
+            return id
+        }
     }
 
     func stream(_ number: UInt32, _ position: LogPosition, _ txn: ReadTransaction) throws -> StreamID {

@@ -76,6 +76,14 @@ final class BatchWriter {
     private var samples: [UInt32: SampleRing] = [:]
     /// Dictionaries trained off the writer thread, waiting to be stored.
     private let trained: TrainingOutbox
+    /// Recent event ids and the positions holding them, for causation references; and the
+    /// positions storing each recent correlation id inline, for correlation references. Both
+    /// cover the last `referenceWindow` positions (a ring evicts older entries).
+    static let referenceWindow: UInt64 = 1 << 16
+    private var recentIDs: [EventID: UInt64] = [:]
+    private var recentIDRing = [EventID?](repeating: nil, count: Int(referenceWindow))
+    private var anchors: [EventID: UInt64] = [:]
+    private var anchorRing = [EventID?](repeating: nil, count: Int(referenceWindow))
     /// Event types with a training under way.
     private var training: Set<UInt32> = []
 
@@ -157,6 +165,10 @@ final class BatchWriter {
         var streamCounts: [UInt32: UInt64] = [:]
         var typeCountDelta: [UInt32: UInt64] = [:]
         var samples: [(type: UInt32, payload: [UInt8])] = []
+        var ids: [EventID: UInt64] = [:]
+        var newIDs: [(EventID, UInt64)] = []
+        var anchors: [EventID: UInt64] = [:]
+        var newAnchors: [(EventID, UInt64)] = []
     }
 
     private func process(_ batch: [AppendRequest]) {
@@ -274,7 +286,8 @@ final class BatchWriter {
         let envelope = Envelope(
             recordedAtNanoseconds: recordedAt, streamNumber: streamNumber, revision: revision, typeNumber: typeNumber,
             schemaVersion: proposed.schemaVersion, actorNumber: actorNumber, id: proposed.id,
-            causationID: proposed.metadata.causationID, correlationID: proposed.metadata.correlationID,
+            causation: causationField(proposed.metadata.causationID, at: pending.nextPosition, pending: pending),
+            correlation: correlationField(proposed.metadata.correlationID, at: pending.nextPosition, pending: &pending),
             dictionaryID: event.compressed == nil ? 0 : event.dictionaryID, compressed: event.compressed != nil,
             rawPayloadLength: proposed.payload.count)
         let stored = event.compressed ?? proposed.payload
@@ -289,11 +302,34 @@ final class BatchWriter {
                 try txn.put(txn.dbs.streams, streamKey, key, flags: MDB_APPENDDUP)
             }
         }
+        pending.ids[proposed.id] = position.rawValue
+        pending.newIDs.append((proposed.id, position.rawValue))
         pending.nextPosition += 1
         pending.typeCountDelta[typeNumber, default: 0] += 1
         if options.dictionaryTraining.isEnabled && !proposed.payload.isEmpty {
             pending.samples.append((typeNumber, proposed.payload))
         }
+    }
+
+    /// A causation id as a reference to the recent event with that id, or inline.
+    private func causationField(_ id: EventID?, at position: UInt64, pending: Pending) -> Envelope.IDField {
+        guard let id else { return .none }
+        if let source = pending.ids[id] ?? recentIDs[id], source < position, position - source <= Self.referenceWindow {
+            return .reference(distance: position - source)
+        }
+        return .inline(id)
+    }
+
+    /// A correlation id as a reference to a recent event storing it inline, or inline (and
+    /// then this event is the one later events refer to).
+    private func correlationField(_ id: EventID?, at position: UInt64, pending: inout Pending) -> Envelope.IDField {
+        guard let id else { return .none }
+        if let anchor = pending.anchors[id] ?? anchors[id], anchor < position, position - anchor <= Self.referenceWindow {
+            return .reference(distance: position - anchor)
+        }
+        pending.anchors[id] = position
+        pending.newAnchors.append((id, position))
+        return .inline(id)
     }
 
     /// The number interned for `name`, interning it (in `txn`) when `create` is set.
@@ -350,11 +386,24 @@ final class BatchWriter {
             if kind == .eventType { for (name, number) in table { typeNames[number] = name } }
         }
         streamCounts.merge(pending.streamCounts) { $1 }
+        Self.remember(pending.newIDs, in: &recentIDs, ring: &recentIDRing)
+        Self.remember(pending.newAnchors, in: &anchors, ring: &anchorRing)
         for (type, delta) in pending.typeCountDelta { typeCounts[type, default: 0] += delta }
         let training = options.dictionaryTraining
         for (type, payload) in pending.samples {
             samples[type, default: SampleRing(limit: max(training.samplesKept, training.minimumSamples),
                                                byteLimit: training.sampleBytesKept)].append(payload)
+        }
+    }
+
+    private static func remember(_ entries: [(EventID, UInt64)], in table: inout [EventID: UInt64], ring: inout [EventID?]) {
+        for (id, position) in entries {
+            let slot = Int(position % referenceWindow)
+            if let old = ring[slot], let at = table[old], at + referenceWindow <= position {
+                table.removeValue(forKey: old)
+            }
+            ring[slot] = id
+            table[id] = position
         }
     }
 
