@@ -1,6 +1,7 @@
 // eventlog-bench: Capstan's event log against SQLite and raw liblmdb, in one run (issue 3).
 import ArgumentParser
 import Foundation
+import Logging
 
 @main
 struct EventLogBench: AsyncParsableCommand {
@@ -36,6 +37,8 @@ struct EventLogBench: AsyncParsableCommand {
     @Option(help: "Also run this machine-limits script (../shared/limits/run) and print its figures.")
     var limits: String?
     @Option(name: [.customShort("o"), .long], help: "text or json") var output: String = "text"
+    @Flag(help: "Only load Capstan's log and replay it --runs times: a quiet workload for perf or callgrind.")
+    var replayOnly = false
 
     func validate() throws {
         guard ["text", "json"].contains(output) else { throw ValidationError("--output must be text or json") }
@@ -48,7 +51,16 @@ struct EventLogBench: AsyncParsableCommand {
         let root = workDirectory ?? NSTemporaryDirectory() + "eventlog-bench-\(getpid())"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         defer { if workDirectory == nil { try? FileManager.default.removeItem(atPath: root) } }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .warning  // the library's info logs would drown the table
+            return handler
+        }
         let runner = BenchRunner(options: self, root: root)
+        if replayOnly {
+            try await runner.replayOnly()
+            return
+        }
         var result = try await runner.measure()
         if let limits { result.limits = runLimits(script: limits, root: root) }
         if output == "json" {

@@ -184,6 +184,17 @@ struct BenchRunner {
             limits: nil)
     }
 
+    func replayOnly() async throws {
+        let events = interleave(makeEvents(seed: options.seed, count: options.events, clusters: 256))
+        let directory = root + "/capstan-full"
+        try makeFreshDirectory(directory)
+        try await CapstanWorkloads.load(directory: directory, events: events, batch: 1000)
+        for run in 0..<options.runs {
+            let rate = try timedScan { try CapstanWorkloads.replay(directory: directory) }
+            print("replay run \(run + 1): \(formatted(rate, 0)) events/s")
+        }
+    }
+
     /// Events per second of a full scan; checks the scan saw every event.
     private func timedScan(_ scan: () throws -> (count: Int, sum: UInt64)) throws -> Double {
         let start = ContinuousClock.now
