@@ -3,9 +3,9 @@
 /// Byte by byte in docs/log-format.md. In short: a version/flags byte, the recorded time at a
 /// fixed offset (so a time cut can binary-search positions reading 8 bytes), varints for the
 /// interned stream, revision, event type, schema version and actor, the raw 16-byte event id
-/// (causation/correlation ids inline or as a distance back to an envelope holding them), the dictionary id when one was used, the
-/// raw payload length, the payload (zstd or raw), and a CRC-32C over the position key and
-/// every byte before the checksum.
+/// (causation/correlation ids inline or as a distance back to an envelope holding them), the
+/// dictionary id when one was used, the raw payload length, the payload (zstd or raw), and a
+/// CRC-32C over the position key and every byte before the checksum.
 struct Envelope {
     /// How a causation or correlation id is stored: not at all, as 16 bytes, or as the
     /// distance back to an earlier position whose envelope holds it inline (its event id for a

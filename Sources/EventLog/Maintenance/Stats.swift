@@ -111,7 +111,7 @@ extension EventLogReader {
                 byType[envelope.typeNumber, default: 0] += 1
                 entry = try cursor.get(MDB_NEXT)
             }
-            stats.streams = try Self.keyCount(txn.cursor(txn.dbs.streams))
+            stats.streams = try txn.entryCount(txn.dbs.streamNames)
             try Self.pageUsage(txn, into: &stats)
             stats.stateEntries = try txn.entryCount(txn.dbs.state)
             for record in try txn.dictionaryRecords() {
@@ -132,7 +132,7 @@ extension EventLogReader {
     private static func pageUsage(_ txn: ReadTransaction, into stats: inout LogStats) throws {
         let dbs = txn.dbs
         let named: [(String, MDB_dbi)] = [
-            ("events", dbs.events), ("streams", dbs.streams), ("names", dbs.names), ("streamNames", dbs.streamNames),
+            ("events", dbs.events), ("streamIndex", dbs.streamIndex), ("names", dbs.names), ("streamNames", dbs.streamNames),
             ("eventTypeNames", dbs.eventTypeNames), ("actorNames", dbs.actorNames),
             ("dictionaries", dbs.dictionaries), ("state", dbs.state), ("meta", dbs.meta), ("(main)", 1),
             ("(free)", 0),
@@ -157,16 +157,6 @@ extension EventLogReader {
             }
             entry = try cursor.get(MDB_NEXT)
         }
-    }
-
-    private static func keyCount(_ cursor: Cursor) throws -> Int {
-        var count = 0
-        var entry = try cursor.get(MDB_FIRST)
-        while entry != nil {
-            count += 1
-            entry = try cursor.get(MDB_NEXT_NODUP)
-        }
-        return count
     }
 
     /// Writes a consistent, compacted copy of the log into `target` while a writer may run

@@ -248,27 +248,33 @@ private struct VerifyChecker {
     }
 
     mutating func readIndex(_ report: inout VerifyReport) throws {
-        let cursor = try txn.cursor(txn.dbs.streams)
+        let cursor = try txn.cursor(txn.dbs.streamIndex)
         var entry = try cursor.get(MDB_FIRST)
         while let current = entry {
-            guard let number = Keys.readBigEndian(current.key, UInt32.self) else {
+            guard current.key.count == 8,
+                let number = Keys.readBigEndian(UnsafeRawBufferPointer(rebasing: current.key[0..<4]), UInt32.self)
+            else {
                 report.problems.append(.init(kind: .danglingIndexEntry, position: nil, stream: nil,
                                              message: "stream index: a key of \(current.key.count) bytes"))
-                entry = try cursor.get(MDB_NEXT_NODUP)
+                entry = try cursor.get(MDB_NEXT)
                 continue
             }
             report.streamsChecked += 1
             var positions: [UInt64] = []
-            try EventLogReader.forEachPosition(ofStream: number, from: 0, txn: txn) { revision, position in
-                positions.append(position.rawValue)
-                indexOwner[position.rawValue] = (number, revision)
-                return true
+            do {
+                try txn.forEachPosition(ofStream: number, from: 0) { revision, position in
+                    positions.append(position.rawValue)
+                    indexOwner[position.rawValue] = (number, revision)
+                    return true
+                }
+            } catch let error as EventLogError {
+                report.problems.append(.init(kind: .danglingIndexEntry, position: nil, stream: stream(number),
+                                             message: error.message))
             }
             indexPositions[number] = positions
-            // Move past this key's duplicates.
-            let key = Keys.bigEndian(number)
-            _ = try key.withUnsafeBytes { try cursor.get(MDB_SET, key: $0) }
-            entry = try cursor.get(MDB_NEXT_NODUP)
+            // On to the next stream's first chunk.
+            let next = StreamIndex.key(number &+ 1, 0)
+            entry = number == .max ? nil : try next.withUnsafeBytes { try cursor.get(MDB_SET_RANGE, key: $0) }
         }
     }
 

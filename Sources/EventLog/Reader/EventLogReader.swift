@@ -54,7 +54,7 @@ public final class EventLogReader: Sendable {
             guard let number = try txn.number(of: stream.rawValue, kind: .stream) else { return [] }
             return try EventDecoder.with(environment.caches) { decoder in
                 var events: [RecordedEvent] = []
-                try Self.forEachPosition(ofStream: number, from: from.rawValue, txn: txn) { revision, position in
+                try txn.forEachPosition(ofStream: number, from: from.rawValue) { revision, position in
                     guard let bytes = try txn.get(txn.dbs.events, Keys.position(position.rawValue)) else {
                         throw EventLogError(
                             .corrupt, "stream \(stream) revision \(revision): its index names position \(position), "
@@ -71,45 +71,6 @@ public final class EventLogReader: Sendable {
                 }
                 return events
             }
-        }
-    }
-
-    /// Calls `body(revision, position)` for each index entry of a stream from `from`; stops when it returns false.
-    static func forEachPosition(
-        ofStream number: UInt32, from: UInt64, txn: ReadTransaction, _ body: (UInt64, LogPosition) throws -> Bool
-    ) throws {
-        let cursor = try txn.cursor(txn.dbs.streams)
-        let key = Keys.bigEndian(number)
-        let found = try key.withUnsafeBytes { key in try cursor.get(MDB_SET, key: key) != nil }
-        guard found else { return }
-        var revision: UInt64 = 0
-        // A key with one value is a plain node, which MDB_GET_MULTIPLE does not return.
-        if try cursor.duplicateCount() == 1 {
-            guard let only = try cursor.get(MDB_GET_CURRENT), only.value.count == 8 else {
-                throw EventLogError(.corrupt, "stream index of stream number \(number): an entry is not 8 bytes")
-            }
-            if from == 0 { _ = try body(0, LogPosition(UInt64(bigEndian: only.value.loadUnaligned(as: UInt64.self)))) }
-            return
-        }
-        // Whole pages of positions at a time (MDB_DUPFIXED): the index has no per-entry header.
-        var page = try cursor.get(MDB_GET_MULTIPLE)
-        while let current = page {
-            let values = current.value
-            guard values.count % 8 == 0 else {
-                throw EventLogError(.corrupt, "stream index of stream number \(number): entries of odd size")
-            }
-            let entries = values.count / 8
-            if revision + UInt64(entries) <= from {
-                revision += UInt64(entries)
-            } else {
-                for index in 0..<entries {
-                    defer { revision += 1 }
-                    if revision < from { continue }
-                    let position = UInt64(bigEndian: values.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self))
-                    guard try body(revision, LogPosition(position)) else { return }
-                }
-            }
-            page = try cursor.get(MDB_NEXT_MULTIPLE)
         }
     }
 

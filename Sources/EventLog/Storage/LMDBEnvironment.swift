@@ -11,8 +11,8 @@ import Darwin
 struct Databases: Sendable {
     /// position (UInt64 big-endian) → envelope.
     var events: MDB_dbi
-    /// stream number (UInt32 big-endian) → positions (UInt64 big-endian), `MDB_DUPSORT|MDB_DUPFIXED`.
-    var streams: MDB_dbi
+    /// stream number + chunk (UInt32 big-endian each) → varint positions (see `StreamIndex`).
+    var streamIndex: MDB_dbi
     /// kind byte + FNV-1a 64 of the name (big-endian) → numbers (UInt32 big-endian),
     /// `MDB_DUPSORT|MDB_DUPFIXED` (a hash collision is two duplicates): finds interned strings.
     var names: MDB_dbi
@@ -28,7 +28,7 @@ struct Databases: Sendable {
     var meta: MDB_dbi
 
     static let names: [(name: String, flags: Int32)] = [
-        ("events", 0), ("streams", MDB_DUPSORT | MDB_DUPFIXED), ("names", MDB_DUPSORT | MDB_DUPFIXED),
+        ("events", 0), ("streamIndex", 0), ("names", MDB_DUPSORT | MDB_DUPFIXED),
         ("streamNames", 0), ("eventTypeNames", 0), ("actorNames", 0), ("dictionaries", 0), ("state", 0), ("meta", 0),
     ]
 
@@ -145,7 +145,7 @@ final class LMDBEnvironment: @unchecked Sendable {
         self.resizeLock = .allocate(capacity: 1)
         pthread_rwlock_init(resizeLock, nil)
         self.dbs = Databases(
-            events: 0, streams: 0, names: 0, streamNames: 0, eventTypeNames: 0, actorNames: 0, dictionaries: 0,
+            events: 0, streamIndex: 0, names: 0, streamNames: 0, eventTypeNames: 0, actorNames: 0, dictionaries: 0,
             state: 0, meta: 0)
         opened = true
         do {
@@ -182,7 +182,7 @@ final class LMDBEnvironment: @unchecked Sendable {
         // Committing (also a read-only txn) keeps the handles open in the environment.
         try LMDBError.check(mdb_txn_commit(txn), "mdb_txn_commit")
         return Databases(
-            events: handles[0], streams: handles[1], names: handles[2], streamNames: handles[3],
+            events: handles[0], streamIndex: handles[1], names: handles[2], streamNames: handles[3],
             eventTypeNames: handles[4], actorNames: handles[5], dictionaries: handles[6], state: handles[7],
             meta: handles[8])
     }

@@ -118,17 +118,6 @@ extension ReadTransaction {
         return LogPosition(Keys.readBigEndian(entry.key, UInt64.self) ?? 0)
     }
 
-    /// How many events `streamNumber` holds (the stream index's duplicates under its key).
-    func eventCount(streamNumber: UInt32) throws(LMDBError) -> UInt64 {
-        let cursor = try self.cursor(dbs.streams)
-        let key = Keys.bigEndian(streamNumber)
-        let found = try key.withUnsafeBytes { key in
-            Result { () throws(LMDBError) in try cursor.get(MDB_SET, key: key) != nil }
-        }.get()
-        guard found else { return 0 }
-        return UInt64(try cursor.duplicateCount())
-    }
-
     /// Every stored dictionary record.
     func dictionaryRecords() throws -> [DictionaryRecord] {
         let cursor = try self.cursor(dbs.dictionaries)

@@ -260,6 +260,7 @@ final class BatchWriter {
                           txn: txn, pending: &pending)
             }
             let added = UInt64(stream.events.count)
+            try txn.appendToStreamIndex(stream: streamNumber, count: count, positions: firstPosition..<pending.nextPosition)
             pending.streamCounts[streamNumber] = count + added
             results.append(AppendResult.Stream(
                 streamID: stream.streamID, firstRevision: StreamRevision(count),
@@ -297,10 +298,6 @@ final class BatchWriter {
         try withUnsafeBytes(of: &key) { key in
             let target = try txn.reserve(txn.dbs.events, key, size: size, flags: MDB_APPEND)
             stored.withUnsafeBytes { envelope.write(position: position, payload: $0, into: target) }
-            var streamKey = streamNumber.bigEndian
-            try withUnsafeBytes(of: &streamKey) { streamKey in
-                try txn.put(txn.dbs.streams, streamKey, key, flags: MDB_APPENDDUP)
-            }
         }
         pending.ids[proposed.id] = position.rawValue
         pending.newIDs.append((proposed.id, position.rawValue))
