@@ -163,6 +163,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "tools/engine-bench",
+            exclude: ["dbos_bench.py", "run.sh"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -91,6 +91,7 @@ import Testing
         #expect(record.status == .completed)
         #expect(record.uniqueKey == "steps/fixture")
         #expect(record.lastError == "activity step-1 attempt 1: unknown: connection refused")
-        #expect(record.activities["step-1"]?.attempt == 2)
+        #expect(record.completedActivities == ["step-1", "step-2"])
+        #expect(record.activities.isEmpty)
     }
 }

@@ -280,6 +280,8 @@ public final class EngineCore {
 
     /// Attempts running now.
     public var inFlightCount: Int { inFlight.count }
+    /// How many workflows are running.
+    public var runningCount: Int { instances.count }
     /// Ids of the running workflows, sorted.
     public var runningWorkflowIDs: [String] { instances.keys.sorted() }
 
@@ -428,7 +430,7 @@ public final class EngineCore {
                 guard let current = instances[workflowID] else { return }
                 switch command {
                 case .runActivity(let request):
-                    guard current.record.activities[request.activityID] == nil else { continue }
+                    guard !current.record.knowsActivity(request.activityID) else { continue }
                     emit(.activityScheduled(request), to: workflowID, now: now)
                     waiting.append(ActivityKey(workflowID: workflowID, activityID: request.activityID))
                     progressed = true

@@ -49,7 +49,11 @@ public struct WorkflowRecord: Codable, Equatable, Sendable {
     /// Revision of the last event folded.
     public var lastRevision: UInt64 = 0
     public var lastEventAt: Timestamp = Timestamp(nanoseconds: 0)
+    /// Activities not completed (a completed one moves to ``completedActivities``, so a
+    /// snapshot stays small however long the history grows).
     public var activities: [String: Activity] = [:]
+    /// Ids of the activities that completed.
+    public var completedActivities: Set<String> = []
     public var timers: [String: Timer] = [:]
     public var children: [String: ChildStatus] = [:]
     public var paused = false
@@ -59,6 +63,11 @@ public struct WorkflowRecord: Codable, Equatable, Sendable {
     public var result: String?
 
     public init(workflowID: String) { self.workflowID = workflowID }
+
+    /// Whether the activity was ever scheduled in this run.
+    public func knowsActivity(_ activityID: String) -> Bool {
+        activities[activityID] != nil || completedActivities.contains(activityID)
+    }
 
     /// Folds one event recorded at `revision` of the workflow's stream.
     public mutating func apply(_ stamped: StampedWorkflowEvent, revision: UInt64) {
@@ -80,7 +89,8 @@ public struct WorkflowRecord: Codable, Equatable, Sendable {
             activities[activityID]?.startedAt = stamped.at
             activities[activityID]?.nextRetryAt = nil
         case .activityCompleted(let activityID, _, _):
-            activities[activityID]?.phase = .completed
+            activities[activityID] = nil
+            completedActivities.insert(activityID)
         case .activityFailed(let failed):
             let text = "\(failed.failure.kind): \(failed.failure.message)"
             activities[failed.activityID]?.phase = failed.isFinal ? .failed : .backoff

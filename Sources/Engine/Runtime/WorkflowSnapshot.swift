@@ -22,9 +22,16 @@ enum WorkflowSnapshot {
     }
 
     static func encode(record: WorkflowRecord, state: [UInt8], commands: [WorkflowCommand]) -> [UInt8] {
-        let header = Header(v: version, record: record, view: WorkflowView(record: record, commands: commands))
-        // The record holds only strings, integers and booleans: encoding cannot fail.
-        var bytes = Array(try! JSONEncoder().encode(header))
+        var out = JSONOut(capacity: 512 + state.count)
+        out.openObject()
+        out.key("v")
+        out.integer(version)
+        out.key("record")
+        out.record(record)
+        out.key("view")
+        out.view(WorkflowView(record: record, commands: commands))
+        out.closeObject()
+        var bytes = out.bytes
         bytes.append(0x0A)
         bytes.append(contentsOf: state)
         return bytes
