@@ -114,15 +114,19 @@ final class EventDecoder {
     }
 
     /// Recently decoded events by position modulo the size: a scan finds referenced ids here.
-    @exclusivity(unchecked) private var lenders = [Lender](repeating: Lender(), count: 16384)
+    /// Allocated on first use, so a read of a few events does not pay for the whole ring.
+    @exclusivity(unchecked) private var lenders: [Lender] = []
+    private static let lenderCount = 8192
 
     private func remember(_ position: UInt64, _ envelope: Envelope) {
         var correlation: EventID?
         if case .inline(let id) = envelope.correlation { correlation = id }
+        if lenders.isEmpty { lenders = Array(repeating: Lender(), count: Self.lenderCount) }
         lenders[Int(position % UInt64(lenders.count))] = Lender(position: position, id: envelope.id, correlation: correlation)
     }
 
     private func lender(_ position: UInt64, for referrer: LogPosition, _ txn: ReadTransaction) throws -> Lender {
+        if lenders.isEmpty { lenders = Array(repeating: Lender(), count: Self.lenderCount) }
         let slot = Int(position % UInt64(lenders.count))
         if lenders[slot].position == position { return lenders[slot] }
         guard let bytes = try txn.get(txn.dbs.events, Keys.position(position)) else {

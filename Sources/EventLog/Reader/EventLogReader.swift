@@ -93,14 +93,16 @@ public final class EventLogReader: Sendable {
     public func scan(after: LogPosition, through: LogPosition? = nil, _ body: (RecordedEvent) throws -> Bool) throws {
         var next = after.rawValue + 1
         let end = through?.rawValue ?? .max
-        while next <= end {
-            let (read, stopped) = try environment.read { txn in
-                try EventDecoder.with(environment.caches) { decoder in
+        // One decoder for the whole scan: what it caches (names, dictionaries, recent ids) is
+        // immutable once committed, so it stays valid from one read transaction to the next.
+        try EventDecoder.with(environment.caches) { decoder in
+            while next <= end {
+                let (read, stopped) = try environment.read { txn in
                     try Self.scanChunk(from: next, through: end, txn: txn, decoder: decoder, body)
                 }
+                if stopped || read == 0 { return }
+                next += UInt64(read)
             }
-            if stopped || read == 0 { return }
-            next += UInt64(read)
         }
     }
 
