@@ -95,6 +95,15 @@ struct EngineBench: AsyncParsableCommand {
 
     func format(_ seconds: Double) -> String { String(format: "%.3f", seconds) }
 
+    /// User plus system CPU time of this process: a figure the machine's other load does not inflate.
+    static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        let system = Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+        return user + system
+    }
+
     func makeDirectory(_ name: String) throws -> String {
         let path = (scratch as NSString).appendingPathComponent("engine-bench-\(name)-\(getpid())")
         try? FileManager.default.removeItem(atPath: path)
@@ -136,12 +145,16 @@ struct EngineBench: AsyncParsableCommand {
             try await engine.start(workflowID: "bench/\(index)", type: BenchWorkflow.type, input: "\(steps):0")
         }
         let began = ContinuousClock.now
+        let cpuBefore = Self.processCPUSeconds()
         let running = Task { try await engine.run() }
         while await engine.runningCount > 0 { try await Task.sleep(for: .milliseconds(2)) }
         let elapsed = ContinuousClock.now - began
+        let cpu = Self.processCPUSeconds() - cpuBefore
         let commits = await engine.commitCount
         let events = await engine.committedEventCount
-        print("throughput: \(commits) commits, \(events / max(1, commits)) events per commit on average")
+        print(
+            "throughput: \(commits) commits, \(events / max(1, commits)) events per commit on average; process CPU \(format(cpu)) s (\(Int(Double(workflows * steps) / cpu)) steps per CPU-second)"
+        )
         await engine.stop()
         try await running.value
         await log.close()

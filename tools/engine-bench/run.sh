@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs the engine benchmark and its DBOS peers in one go and prints the ratios.
-#   tools/engine-bench/run.sh [capstan workflows (10000)] [dbos workflows (1000)]
+#   tools/engine-bench/run.sh [capstan workflows (10000)] [dbos workflows (100)] [history steps (1,30)]
 # Needs: a release build of engine-bench, `pip install dbos`, Debian's postgresql (a
 # throwaway server is started on 127.0.0.1 in a temp dir, as user postgres when run as root).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 workflows=${1:-10000}
-dbos_workflows=${2:-1000}
+dbos_workflows=${2:-100}
+history_steps=${3:-1,30}
 steps=10
 scratch=$(mktemp -d /tmp/engine-bench.XXXXXX)
 chmod 777 "$scratch"
@@ -23,12 +24,14 @@ trap cleanup EXIT
 run_pg() { if [ "$(id -u)" -eq 0 ]; then su postgres -c "$1"; else bash -c "$1"; fi; }
 
 swift build -c release --product engine-bench >/dev/null
-capstan=$(.build/release/engine-bench --workflows "$workflows" --steps "$steps" --scratch "$scratch" | tee /dev/stderr)
-capstan_rate=$(echo "$capstan" | sed -n 's/^throughput: .*: \([0-9]*\) steps\/s$/\1/p')
+.build/release/engine-bench --workflows "$workflows" --steps "$steps" --history-steps "$history_steps" \
+  --scratch "$scratch" >"$scratch/capstan.txt"
+cat "$scratch/capstan.txt"
+capstan_rate=$(sed -n 's/^throughput: .*: \([0-9]*\) steps\/s$/\1/p' "$scratch/capstan.txt")
 
 sqlite=$(python3 tools/engine-bench/dbos_bench.py --database-url "sqlite:///$scratch/dbos.sqlite" \
   --workflows "$dbos_workflows" --steps "$steps" --label dbos-sqlite | tail -1)
-echo "$sqlite" >&2
+echo "$sqlite"
 
 mkdir -p "$scratch/pg"
 chmod 777 "$scratch/pg"
@@ -36,7 +39,7 @@ run_pg "$pgbin/initdb -D $scratch/pg/db -A trust -U postgres >$scratch/pg/initdb
 run_pg "$pgbin/pg_ctl -D $scratch/pg/db -o '-c listen_addresses=127.0.0.1 -p $port -k $scratch/pg' -l $scratch/pg/log -w start >/dev/null"
 postgres=$(python3 tools/engine-bench/dbos_bench.py --database-url "postgresql://postgres@127.0.0.1:$port/dbos_bench" \
   --workflows "$dbos_workflows" --steps "$steps" --label dbos-postgres | tail -1)
-echo "$postgres" >&2
+echo "$postgres"
 
 rate() { echo "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["steps_per_second"])'; }
 sqlite_rate=$(rate "$sqlite")
