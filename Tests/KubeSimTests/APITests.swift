@@ -80,6 +80,9 @@ struct APITests {
             #expect(invalid.reason == "Invalid")
             #expect(invalid.json["details"]?["causes"]?.arrayValue?.first?["field"]?.stringValue == "metadata.name")
 
+            let protobuf = try await http.request("POST", path, body: "\u{0}k8s", contentType: "application/vnd.kubernetes.protobuf")
+            #expect(protobuf.status == 415)
+
             let missingNamespace = try await http.post("/api/v1/namespaces/nope/configmaps", ["metadata": ["name": "x"]])
             #expect(missingNamespace.status == 404)
 

@@ -98,6 +98,9 @@ struct ControllerTests {
                 $0.json["status"]?["ready"]?.boolValue == true
             }
             #expect(vm.json["status"]?["printableStatus"]?.stringValue == "Running")
+            let instance = try await fixture.http.get("/apis/kubevirt.io/v1/namespaces/default/virtualmachineinstances/m1")
+            #expect(instance.json[path: ["status", "phase"]]?.stringValue == "Running")
+            #expect(instance.json[path: ["metadata", "ownerReferences"]]?.arrayValue?.first?["uid"] == vm.json["metadata"]?["uid"])
             let node = try await workload.waitFor("/api/v1/nodes/m1") { $0.status == 200 }
             #expect(node.json[path: ["status", "nodeInfo", "kubeletVersion"]]?.stringValue == "v1.33.1")
             let ready = node.json[path: ["status", "conditions"]]?.arrayValue?.first { $0["type"]?.stringValue == "Ready" }
@@ -119,6 +122,7 @@ struct ControllerTests {
             // Deleting the VM removes the Node.
             #expect(try await fixture.http.delete("/apis/kubevirt.io/v1/namespaces/default/virtualmachines/m1").status == 200)
             _ = try await workload.waitFor("/api/v1/nodes/m1") { $0.status == 404 }
+            _ = try await fixture.http.waitFor("/apis/kubevirt.io/v1/namespaces/default/virtualmachineinstances/m1") { $0.status == 404 }
             let nodeCreates = try await fixture.ledger("cluster=default/t1&resource=nodes&name=m1&verb=create")
             #expect(nodeCreates.count == 1)
         }

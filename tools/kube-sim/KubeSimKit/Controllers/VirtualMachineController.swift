@@ -33,6 +33,7 @@ extension Controllers {
                 guard let current = store.getIfPresent(.virtualMachines, namespace: namespace, name: name),
                     VirtualMachine.shouldRun(current)
                 else { return }
+                try startInstance(current, namespace: namespace, name: name)
                 try setStatus(namespace: namespace, name: name, printable: "Running", ready: true)
             }
             try await pause(\.nodeJoin)
@@ -66,7 +67,32 @@ extension Controllers {
         }
     }
 
+    /// The VirtualMachineInstance KubeVirt runs for a VM: same name, owned by it, Running and Ready.
+    private func startInstance(_ vm: JSON, namespace: String, name: String) throws {
+        guard store.getIfPresent(.virtualMachineInstances, namespace: namespace, name: name) == nil else { return }
+        let instance: JSON = [
+            "metadata": [
+                "name": .string(name), "namespace": .string(namespace), "labels": .object(vm.labels.mapValues(JSON.string)),
+                "ownerReferences": [
+                    [
+                        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "name": .string(name),
+                        "uid": .string(vm.uid ?? ""), "controller": true, "blockOwnerDeletion": true,
+                    ]
+                ],
+            ],
+            "spec": vm[path: ["spec", "template", "spec"]] ?? [:],
+            "status": [
+                "phase": "Running", "nodeName": "kube-sim-infra",
+                "conditions": [["type": "Ready", "status": "True", "lastTransitionTime": .string(Timestamp.rfc3339(Date()))]],
+            ],
+        ]
+        do {
+            _ = try store.create(.virtualMachineInstances, namespace: namespace, body: instance, options: .controller("kubevirt"))
+        } catch let error as APIError where error.reason == "AlreadyExists" {}
+    }
+
     private func stop(_ vm: JSON, namespace: String, name: String) throws {
+        _ = try? store.delete(.virtualMachineInstances, namespace: namespace, name: name, options: .controller("kubevirt"))
         try setStatus(namespace: namespace, name: name, printable: "Stopped", ready: false)
         guard let cluster = workloadCluster(of: vm, namespace: namespace) else { return }
         try cluster.store.mutate(.nodes, namespace: nil, name: name, subresource: "status", options: .controller("kubelet")) {
@@ -151,10 +177,11 @@ extension Controllers {
         return userdata.flatMap(VirtualMachine.kubeletVersion(inUserdata:))
     }
 
-    /// Deleting a VM removes its Node (and the pods bound to it) from the workload cluster.
+    /// Deleting a VM removes its instance, and its Node (and the pods bound to it) from the workload cluster.
     func removeNode(of vm: JSON) {
         let namespace = vm.namespace ?? ""
         let name = vm.name ?? ""
+        _ = try? store.delete(.virtualMachineInstances, namespace: namespace, name: name, options: .controller("kubevirt"))
         guard let cluster = workloadCluster(of: vm, namespace: namespace) else { return }
         for pod in cluster.store.list(.pods, namespace: nil, fields: try? FieldSelector(parsing: "spec.nodeName=\(name)")).items {
             _ = try? cluster.store.delete(.pods, namespace: pod.namespace, name: pod.name ?? "", options: .controller("pod-gc"))

@@ -203,6 +203,11 @@ struct APIResponder: HTTPResponder {
         let store = target.store
         let resource = request.resource
         let options = writeOptions(query, headers: headers)
+        if let contentType = headers[.contentType], contentType.contains("protobuf") || contentType.contains("cbor"),
+            !body.isEmpty
+        {
+            throw APIError.unsupportedMediaType(contentType)
+        }
         switch verb {
         case "get":
             return .json(200, try store.get(resource, namespace: request.namespace, name: request.name!))
