@@ -1,6 +1,7 @@
 import Collections
 public import EventLog
 import Foundation
+import Synchronization
 
 /// The engine without I/O: it turns inputs (a start, a signal, an activity's result, the
 /// passing of time) into events for the log, snapshots for the `state` database and
@@ -344,16 +345,7 @@ public final class EngineCore {
     public func recover(snapshots: [(key: String, value: [UInt8])], inboxPosition: LogPosition, now: Timestamp) throws {
         precondition(instances.isEmpty, "recover runs on a fresh core")
         self.inboxPosition = inboxPosition
-        for (key, value) in snapshots.sorted(by: { $0.key < $1.key }) {
-            let decoded = try WorkflowSnapshot.decode(value, key: key)
-            guard let definition = definitions[decoded.record.type] else {
-                throw EngineError(.unknownWorkflowType, "snapshot \(key): workflow type \(decoded.record.type) is not registered")
-            }
-            let state: any WorkflowStateBox
-            do { state = try definition.decode(decoded.state) } catch {
-                throw EngineError(.corruptHistory, "snapshot \(key): decider state does not decode: \(error)")
-            }
-            let record = decoded.record
+        for (record, state, definition) in try Self.decodeSnapshots(snapshots, definitions: definitions) {
             instances[record.workflowID] = Instance(
                 record: record, state: state, definition: definition, nextRevision: record.lastRevision + 1)
             if let unique = record.uniqueKey { uniqueKeys[unique] = record.workflowID }
@@ -383,6 +375,36 @@ public final class EngineCore {
         // A newer decider may want more than the old one asked for; deciding is idempotent.
         for workflowID in instances.keys.sorted() { decideLoop(workflowID, now: now) }
         advance(now: now)
+    }
+
+    /// Decodes snapshots on every core (decoding is pure and dominates start-up), in key order.
+    private static func decodeSnapshots(
+        _ snapshots: [(key: String, value: [UInt8])], definitions: [String: WorkflowDefinition]
+    ) throws -> [(WorkflowRecord, any WorkflowStateBox, WorkflowDefinition)] {
+        typealias Decoded = Result<(WorkflowRecord, any WorkflowStateBox, WorkflowDefinition), EngineError>
+        let sorted = snapshots.sorted { $0.key < $1.key }
+        let chunkSize = 256
+        let chunks = (sorted.count + chunkSize - 1) / chunkSize
+        let results = Mutex<[Int: [Decoded]]>([:])
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            var decoded: [Decoded] = []
+            for (key, value) in sorted[(chunk * chunkSize)..<min(sorted.count, (chunk + 1) * chunkSize)] {
+                decoded.append(
+                    Result {
+                        let snapshot = try WorkflowSnapshot.decode(value, key: key)
+                        guard let definition = definitions[snapshot.record.type] else {
+                            throw EngineError(
+                                .unknownWorkflowType, "snapshot \(key): workflow type \(snapshot.record.type) is not registered")
+                        }
+                        do { return (snapshot.record, try definition.decode(snapshot.state), definition) } catch {
+                            throw EngineError(.corruptHistory, "snapshot \(key): decider state does not decode: \(error)")
+                        }
+                    }.mapError { $0 as? EngineError ?? EngineError(.corruptHistory, "snapshot \(key): \($0)") })
+            }
+            results.withLock { $0[chunk] = decoded }
+        }
+        let byChunk = results.withLock { $0 }
+        return try (0..<chunks).flatMap { byChunk[$0] ?? [] }.map { try $0.get() }
     }
 
     // MARK: internals
