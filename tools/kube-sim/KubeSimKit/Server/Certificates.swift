@@ -64,6 +64,9 @@ struct ServingCertificates: Sendable {
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
         configuration.applicationProtocols = ["http/1.1"]
+        // At shutdown NIOSSL waits this long for each peer's close_notify (default 5 s); clients
+        // that just drop the socket would otherwise hold up SIGTERM for seconds.
+        configuration.shutdownTimeout = .milliseconds(200)
         return configuration
     }
 }
