@@ -115,6 +115,15 @@ func printStats(_ stats: StatsOutput) {
     print(
         "                   \(grouped(stats.eventsWithDictionary)) events with a dictionary, "
             + "\(grouped(stats.eventsStoredRaw)) stored raw")
+    print(
+        "pages:             \(grouped(stats.pagesUsed)) used, \(grouped(stats.freePages)) free, "
+            + "\(grouped(stats.pageSize)) bytes each")
+    for database in stats.databases {
+        let share = stats.events == 0 ? 0 : Double(database.pages * stats.pageSize) / Double(stats.events)
+        print(
+            "  \(database.name.padding(toLength: max(16, database.name.count), withPad: " ", startingAt: 0)) \(grouped(database.entries)) entries, "
+                + "\(grouped(database.pages)) pages (\(formatted(share)) bytes/event)")
+    }
     print("dictionaries:      \(stats.dictionaries.count)")
     for dictionary in stats.dictionaries {
         print(

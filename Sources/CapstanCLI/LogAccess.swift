@@ -87,6 +87,13 @@ struct StatsOutput: Codable, Sendable {
         var trainedFromSamples: UInt64
     }
 
+    struct Database: Codable, Sendable {
+        var name: String
+        var entries: Int
+        var pages: Int
+        var overflowPages: Int
+    }
+
     var dataDirectory: String
     var events: Int
     var streams: Int
@@ -104,6 +111,11 @@ struct StatsOutput: Codable, Sendable {
     var dictionaries: [Dictionary]
     var eventTypes: [String: Int]
     var mapSizeBytes: Int
+    var pageSize: Int
+    var pagesUsed: Int
+    var freePages: Int
+    /// LMDB page usage per database: where the stored bytes go.
+    var databases: [Database]
 
     init(_ stats: LogStats, directory: String) {
         dataDirectory = directory
@@ -125,5 +137,11 @@ struct StatsOutput: Codable, Sendable {
         }
         eventTypes = Swift.Dictionary(stats.eventTypes.map { ($0.name, $0.events) }, uniquingKeysWith: +)
         mapSizeBytes = stats.mapSizeBytes
+        pageSize = stats.pageSize
+        pagesUsed = stats.pagesUsed
+        freePages = stats.freePages
+        databases = stats.databases.map {
+            Database(name: $0.name, entries: $0.entries, pages: $0.pages, overflowPages: $0.overflowPages)
+        }
     }
 }
