@@ -169,8 +169,9 @@ struct APITests {
         try await SimFixture.with { fixture in
             let http = fixture.http
             _ = try await http.post("/api/v1/namespaces/default/configmaps", ["metadata": ["name": "w1"]])
-            async let streamed = http.request("GET", "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=3")
-            try await Task.sleep(for: .milliseconds(700))
+            // timeoutSeconds only ends the stream; the changes are made once the watch is registered.
+            async let streamed = http.request("GET", "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=8")
+            _ = try await http.waitFor("/_sim/watches") { $0.json["resources"]?["configmaps"]?.intValue == 1 }
             _ = try await http.mergePatch("/api/v1/namespaces/default/configmaps/w1", ["data": ["a": "b"]])
             _ = try await http.delete("/api/v1/namespaces/default/configmaps/w1")
             let reply = try await streamed
@@ -199,11 +200,13 @@ struct APITests {
             #expect(blocked.headers["retry-after"] != nil)
             _ = try await http.mergePatch("/apis/policy/v1/namespaces/default/poddisruptionbudgets/pdb", ["spec": ["minAvailable": 1]])
 
-            let blockedForAWhile = try await http.post("/_sim/pdb-block", ["namespace": "default", "name": "pdb", "seconds": 1.5])
+            // Blocked far longer than the test runs, then released explicitly: no clock involved.
+            let blockedForAWhile = try await http.post("/_sim/pdb-block", ["namespace": "default", "name": "pdb", "seconds": 3600])
             #expect(blockedForAWhile.status == 200)
             let stillBlocked = try await http.post("/api/v1/namespaces/default/pods/a/eviction", eviction)
             #expect(stillBlocked.status == 429)
-            try await Task.sleep(for: .seconds(2))
+            let released = try await http.post("/_sim/pdb-release", ["namespace": "default", "name": "pdb"])
+            #expect(released.status == 200)
             let allowed = try await http.post("/api/v1/namespaces/default/pods/a/eviction", eviction)
             #expect(allowed.status == 201)
             #expect(try await http.get("/api/v1/namespaces/default/pods/a").status == 404)
@@ -250,6 +253,25 @@ struct APITests {
             let badRate = try await http.put("/_sim/faults", ["dropResponseRate": 2])
             #expect(badRate.status == 400)
             #expect(badRate.json["message"]?.stringValue?.contains("dropResponseRate") == true)
+        }
+    }
+
+    @Test("API: faults: a scripted fault naming an object matches its create (name from the body)")
+    func faultNamingCreate() async throws {
+        try await SimFixture.with { fixture in
+            let http = fixture.http
+            let rules: JSON = [
+                "scripted": [["kind": "dropResponse", "verb": "create", "resource": "configmaps", "name": "cm-1", "cluster": "management", "count": 1]]
+            ]
+            #expect(try await http.put("/_sim/faults", rules).status == 200)
+            let other = try await http.post("/api/v1/namespaces/default/configmaps", ["metadata": ["name": "cm-0"]])
+            #expect(other.status == 201)
+            let dropped = try await http.post("/api/v1/namespaces/default/configmaps", ["metadata": ["name": "cm-1"]])
+            #expect(dropped.curlExit != 0)
+            #expect(dropped.status == 0)
+            #expect(try await fixture.ledger("resource=configmaps&name=cm-1&verb=create").count == 1)
+            let retried = try await http.post("/api/v1/namespaces/default/configmaps", ["metadata": ["name": "cm-1"]])
+            #expect(retried.reason == "AlreadyExists")
         }
     }
 

@@ -166,7 +166,8 @@ struct ControllerTests {
     @Test("Controllers: in-place extension: patch upgrade accepted and polled to done; minor declined")
     func inPlaceExtension() async throws {
         var delays = ControllerDelays.immediate
-        delays.inPlaceUpdate = .milliseconds(1500)
+        // Far longer than the test runs: the update finishes only when /_sim/in-place-complete says so.
+        delays.inPlaceUpdate = .seconds(3600)
         try await SimFixture.with(delays: delays) { fixture in
             let http = fixture.http
             let workload = try await fixture.readyControlPlane(name: "t1", version: "v1.33.4")
@@ -201,9 +202,13 @@ struct ControllerTests {
             #expect(first.json["status"]?.stringValue == "Success")
             #expect((first.json["retryAfterSeconds"]?.intValue ?? 0) > 0)
             #expect(try await workload.get("/api/v1/nodes/m1").json[path: ["status", "nodeInfo", "kubeletVersion"]]?.stringValue == "v1.33.1")
-            try await Task.sleep(for: .seconds(2))
+            let stillRunning = try await http.post("\(hooks)/updatemachine/kube-sim", update)
+            #expect((stillRunning.json["retryAfterSeconds"]?.intValue ?? 0) > 0)
+            let completed = try await http.post("/_sim/in-place-complete", ["cluster": "default/t1", "node": "m1"])
+            #expect(completed.status == 200)
             let done = try await http.post("\(hooks)/updatemachine/kube-sim", update)
             #expect(done.json["retryAfterSeconds"]?.intValue == 0)
+            #expect(try await http.post("/_sim/in-place-complete", ["cluster": "default/t1", "node": "m1"]).status == 404)
             let again = try await http.post("\(hooks)/updatemachine/kube-sim", update)
             #expect(again.json["status"]?.stringValue == "Success")
             #expect(try await workload.get("/api/v1/nodes/m1").json[path: ["status", "nodeInfo", "kubeletVersion"]]?.stringValue == "v1.33.4")

@@ -38,7 +38,8 @@ struct FidelityTests {
         let http = SimHTTP(baseURL: sim.url, token: token, caPath: "\(sim.stateDirectory)/state/ca.crt")
         #expect(try await http.get("/healthz").status == 200)
         async let watch = http.request("GET", "/api/v1/namespaces?watch=true", maxTimeSeconds: 60)
-        try await Task.sleep(for: .milliseconds(500))
+        // Only a registered watch proves anything about shutdown.
+        _ = try await http.waitFor("/_sim/watches") { $0.json["resources"]?["namespaces"]?.intValue == 1 }
         let status = await sim.terminate()
         let watched = try await watch
         #expect(watched.body.contains("\"ADDED\""))

@@ -175,8 +175,10 @@ struct APIResponder: HTTPResponder {
         body: [UInt8], target: Target
     ) async throws -> Response {
         let verb = verb(request, method: method, headers: headers, query: query)
+        // A create's URL names no object: a scripted fault's `name` matches the body's metadata.name.
+        let name = request.name ?? (verb == "create" ? (try? JSON.parse(body))?["metadata"]?["name"]?.stringValue : nil)
         let decision = simulation.faults.decide(
-            verb: verb, resource: request.resource.name, name: request.name, cluster: target.store.cluster)
+            verb: verb, resource: request.resource.name, name: name, cluster: target.store.cluster)
         if decision.delay > .zero { try await Task.sleep(for: decision.delay) }
         switch decision.outcome {
         case .proceed, .dropResponse: break

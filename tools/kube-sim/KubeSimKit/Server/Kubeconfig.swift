@@ -36,11 +36,35 @@ struct Kubeconfig: Sendable {
             """
     }
 
-    /// Writes the file readable by its owner only (it holds a credential).
+    /// Writes the file readable by its owner only (it holds a credential): a temporary file is
+    /// created with mode 0600, so the token is never readable by others, then renamed into place.
     func write(to path: String) throws {
         let url = URL(fileURLWithPath: path)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try Data(yaml.utf8).write(to: url, options: .atomic)
-        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+        let temporary = "\(path).tmp-\(getpid())"
+        unlink(temporary)
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw KubeconfigWriteError(path: temporary, operation: "create", code: errno) }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        do {
+            try handle.write(contentsOf: Data(yaml.utf8))
+            try handle.close()
+        } catch {
+            unlink(temporary)
+            throw error
+        }
+        guard rename(temporary, path) == 0 else {
+            let code = errno
+            unlink(temporary)
+            throw KubeconfigWriteError(path: path, operation: "rename into place", code: code)
+        }
     }
+}
+
+/// A kubeconfig file could not be written.
+struct KubeconfigWriteError: Error, CustomStringConvertible {
+    var path: String
+    var operation: String
+    var code: Int32
+    var description: String { "kubeconfig \(path): \(operation) failed: \(String(cString: strerror(code)))" }
 }

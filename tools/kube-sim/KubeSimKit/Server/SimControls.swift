@@ -40,6 +40,13 @@ struct SimControls {
         case (.post, "pdb-block"):
             try blockBudget(try JSON.parse(body))
             return .json(200, ["status": "Success"])
+        case (.post, "pdb-release"):
+            try releaseBudget(try JSON.parse(body))
+            return .json(200, ["status": "Success"])
+        case (.post, "in-place-complete"):
+            return .json(200, try completeInPlaceUpdate(try JSON.parse(body)))
+        case (.get, "watches"):
+            return .json(200, try watches(query))
         default:
             throw APIError.pathNotFound("/_sim/" + segments.joined(separator: "/"))
         }
@@ -102,6 +109,45 @@ struct SimControls {
         else { throw APIError.badRequest("\"namespace\", \"name\" and \"seconds\" (>= 0) are required") }
         _ = try store.get(.podDisruptionBudgets, namespace: namespace, name: name)
         store.blockBudget(namespace: namespace, name: name, until: Date().addingTimeInterval(seconds))
+    }
+
+    /// `{"cluster": "ns/name" (omit for management), "namespace": "ns", "name": "pdb"}`: ends a
+    /// `pdb-block` now, so a test needs no clock to see the budget allow again.
+    private func releaseBudget(_ body: JSON) throws {
+        let store = body["cluster"] == nil ? simulation.management : try workload(body).store
+        guard let namespace = body["namespace"]?.stringValue, let name = body["name"]?.stringValue else {
+            throw APIError.badRequest("\"namespace\" and \"name\" are required")
+        }
+        _ = try store.get(.podDisruptionBudgets, namespace: namespace, name: name)
+        store.blockBudget(namespace: namespace, name: name, until: .distantPast)
+    }
+
+    /// `{"cluster": "ns/name", "node": "n"}`: the in-place kubelet update running on that Node
+    /// counts as finished, so the next `updatemachine` poll completes it (no clock needed).
+    private func completeInPlaceUpdate(_ body: JSON) throws -> JSON {
+        let cluster = try workload(body)
+        guard let node = body["node"]?.stringValue else { throw APIError.badRequest("\"node\" (string) is required") }
+        let key = "\(cluster.id)/\(node)"
+        let target = simulation.inPlaceUpdates.withLock { updates -> KubeVersion? in
+            guard var update = updates[key] else { return nil }
+            update.startedAt = .distantPast
+            updates[key] = update
+            return update.target
+        }
+        guard let target else { throw APIError.notFound(.nodes, name: node) }
+        return ["status": "Success", "node": .string(node), "target": .string(target.description)]
+    }
+
+    /// `?cluster=ns/name` (omit for management): the open watch streams, in all and per resource,
+    /// so a test can tell a watch is registered before it changes anything.
+    private func watches(_ query: QueryParameters) throws -> JSON {
+        let store: ClusterStore
+        if let id = query["cluster"] { store = try workload(["cluster": .string(id)]).store } else { store = simulation.management }
+        let counts = store.openWatchCounts()
+        return [
+            "kind": "Watches", "count": .int(Int64(counts.values.reduce(0, +))),
+            "resources": .object(counts.mapValues { .int(Int64($0)) }),
+        ]
     }
 }
 

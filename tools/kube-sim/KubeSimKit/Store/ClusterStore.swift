@@ -245,6 +245,11 @@ final class ClusterStore: Sendable {
         return stream
     }
 
+    /// Open watch streams per resource (plural name), for `GET /_sim/watches`.
+    func openWatchCounts() -> [String: Int] {
+        state.withLock { state in state.watchers.values.reduce(into: [:]) { $0[$1.resource.name, default: 0] += 1 } }
+    }
+
     /// Ends every open watch (at shutdown).
     func finishWatches() {
         let watchers = state.withLock { state in
