@@ -138,6 +138,28 @@ private func configMap(_ name: String, namespace: String = "default", labels: [S
         }
     }
 
+    /// Goal: cancelling the task aborts the transfer rather than waiting for the answer.
+    /// Method: the server delays GETs by 3 s (else a 404); the task is cancelled at once and must end with CancellationError.
+    @Test("Client: cancellation: a cancelled request ends without its answer")
+    func cancellation() async throws {
+        try await withKubeSim { _, client in
+            let controls = SimControls(client: client)
+            try await controls.setFaults(#"{"latencyMilliseconds": 3000}"#)
+            let slow = Task { try await client.get(.configMaps, name: "absent", as: RawObject.self) }
+            try await Task.sleep(for: .milliseconds(50))
+            slow.cancel()
+            let result = await slow.result
+            #expect(throws: CancellationError.self) { try result.get() }
+            let cancelledBefore = Task {
+                withUnsafeCurrentTask { $0?.cancel() }
+                return try await client.get(.configMaps, name: "absent", as: RawObject.self)
+            }
+            let early = await cancelledBefore.result
+            #expect(throws: CancellationError.self) { try early.get() }
+            try await controls.setFaults("{}")
+        }
+    }
+
     @Test("Client: list: label selector and pagination with continue")
     func pagination() async throws {
         try await withKubeSim { _, client in

@@ -285,10 +285,15 @@ public final class KubernetesClient: Sendable {
         return url
     }
 
-    static func percentEncode(_ value: String) -> String {
-        var allowed = CharacterSet.alphanumerics
+    /// RFC 3986 unreserved characters; everything else in a query value is percent-encoded.
+    private static let queryValueAllowed: CharacterSet = {
+        var allowed = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
         allowed.insert(charactersIn: "-._~")
-        return value.addingPercentEncoding(withAllowedCharacters: allowed) ?? value
+        return allowed
+    }()
+
+    static func percentEncode(_ value: String) -> String {
+        value.addingPercentEncoding(withAllowedCharacters: queryValueAllowed) ?? value
     }
 
     /// Sends with retries; returns a 2xx response or throws `KubernetesError`.

@@ -108,22 +108,46 @@ public final class CurlTransport: Sendable {
             }
             inbox.inFlight += 1
             inbox.nextID += 1
+            inbox.reserved.insert(inbox.nextID)
             return inbox.nextID
         }
     }
 
+    /// Queues a command for the loop. A cancel that comes before its start (the task was
+    /// cancelled before it sent anything) is settled here, under the lock, so the loop never has
+    /// to remember ids it has not seen.
     private func enqueue(_ command: Command) {
-        let rejected: Command? = inbox.withLock { inbox in
-            if inbox.stopped { return command }
+        enum Outcome { case queued, cancelledEarly, dropped, rejected }
+        let outcome: Outcome = inbox.withLock { inbox in
+            switch command {
+            case .start(let id, _, _):
+                inbox.reserved.remove(id)
+                if inbox.cancelledBeforeStart.remove(id) != nil {
+                    inbox.inFlight -= 1
+                    return .cancelledEarly
+                }
+                if inbox.stopped {
+                    inbox.inFlight -= 1
+                    return .rejected
+                }
+            case .cancel(let id):
+                if inbox.reserved.contains(id) {
+                    inbox.cancelledBeforeStart.insert(id)
+                    return .dropped
+                }
+                if inbox.stopped { return .dropped }
+            }
             inbox.commands.append(command)
             // Under the lock, so the loop cannot have freed the multi handle (it sets `stopped` first).
             curl_multi_wakeup(multi.pointer)
-            return nil
+            return .queued
         }
-        if let rejected {
-            if case .start(_, _, let completion) = rejected {
-                completion.fail(HTTPTransportError(code: .shutDown, curlCode: 0, message: "the transport is shut down"))
-            }
+        guard case .start(_, _, let completion) = command else { return }
+        switch outcome {
+        case .cancelledEarly: completion.fail(CancellationError())
+        case .rejected:
+            completion.fail(HTTPTransportError(code: .shutDown, curlCode: 0, message: "the transport is shut down"))
+        case .queued, .dropped: break
         }
     }
 
@@ -177,6 +201,10 @@ public final class CurlTransport: Sendable {
         var stopping = false
         var stopped = false
         var shutdownWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Ids handed out whose start is not queued yet.
+        var reserved: Set<UInt64> = []
+        /// Ids cancelled while still in `reserved`.
+        var cancelledBeforeStart: Set<UInt64> = []
     }
 }
 
@@ -198,8 +226,6 @@ private final class CurlLoop: @unchecked Sendable {
     let logger: Logger
     var transfers: [UInt: CurlTransfer] = [:]
     var transferIDs: [UInt64: UInt] = [:]
-    /// Cancels that arrived before their start (a task cancelled before it was sent).
-    var earlyCancels: Set<UInt64> = []
     var idleHandles: [UnsafeMutableRawPointer] = []
     let idleHandlesMax = 512
 
@@ -229,18 +255,10 @@ private final class CurlLoop: @unchecked Sendable {
     private func apply(_ command: CurlTransport.Command) {
         switch command {
         case .start(let id, let request, let completion):
-            if earlyCancels.remove(id) != nil {
-                transport.finished(count: 1)
-                completion.fail(CancellationError())
-                return
-            }
             start(id: id, request: request, completion: completion)
         case .cancel(let id):
-            guard let key = transferIDs[id], let transfer = transfers[key] else {
-                // Either already finished (nothing to do) or not yet started (remember it).
-                if earlyCancels.count < 65_536 { earlyCancels.insert(id) }
-                return
-            }
+            // Unknown: already finished (a cancel before the start is settled in `enqueue`).
+            guard let key = transferIDs[id], let transfer = transfers[key] else { return }
             finish(transfer, result: .failure(CancellationError()))
         }
     }
