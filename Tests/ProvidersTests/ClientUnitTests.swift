@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import Providers
@@ -177,6 +178,10 @@ import Testing
         #expect(text.contains("token: \"\(token.id).\(token.secret.exposedString)\""))
         #expect(text.contains("kubeletVersion: v1.33.2"))
         #expect(!"\(join)".contains(token.secret.exposedString))
+        // The token reads back from the cloud-config an earlier attempt stored.
+        #expect(BootstrapToken.fromCloudConfig(join.cloudConfig()) == token)
+        #expect(BootstrapToken.fromCloudConfig(RedactedBytes("#cloud-config\nruncmd: []\n")) == nil)
+        #expect(BootstrapToken.fromCloudConfig(RedactedBytes("    token: \"ABC.x\"\n")) == nil)
     }
 
     @Test("KubeVirt: shape: runStrategy, CPU, memory, cloud-init secret")
@@ -237,5 +242,69 @@ import Testing
         let target = try? KubernetesClient.Target(.virtualMachines, name: "vm-1", namespace: "ns", subresource: "status")
         #expect(target?.path == "/apis/kubevirt.io/v1/namespaces/ns/virtualmachines/vm-1/status")
         #expect(KubernetesClient.percentEncode("app in (a,b)") == "app%20in%20%28a%2Cb%29")
+    }
+}
+
+/// Counts the client's jitter draws (the closure is `@Sendable`, so the count sits behind a lock).
+private final class DrawCounter: Sendable {
+    let count = Mutex(0)
+}
+
+@Suite struct ClientSafetyTests {
+    /// Goal: simulations reproduce their retry timings. Method: two sources of one seed, one of
+    /// another; then a client whose retries must draw from the source it was given.
+    @Test("Retry: jitter: seeded sources repeat, the client draws from its own")
+    func seededJitter() async throws {
+        let first = RetryJitter.seeded(7)
+        let second = RetryJitter.seeded(7)
+        let other = RetryJitter.seeded(8)
+        let drawn = (0..<16).map { _ in first.next() }
+        #expect(drawn == (0..<16).map { _ in second.next() })
+        #expect(drawn != (0..<16).map { _ in other.next() })
+        #expect(drawn.allSatisfy { $0 >= 0 && $0 < 1 })
+        #expect(RetryJitter { 1.5 }.next() < 1)
+        #expect(RetryJitter { -1 }.next() == 0)
+        #expect(RetryJitter { .nan }.next() == 0)
+
+        let counter = DrawCounter()
+        let client = KubernetesClient(
+            connection: ClusterConnection(server: "http://127.0.0.1:1"),
+            retryPolicy: RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2)),
+            jitter: RetryJitter {
+                counter.count.withLock { $0 += 1 }
+                return 0.5
+            })
+        let error = await #expect(throws: KubernetesError.self) { _ = try await client.getRaw(path: "/version") }
+        #expect(error?.code == .transport)
+        #expect(counter.count.withLock { $0 } == 2)
+    }
+
+    /// Goal: a token or client key never crosses plain http. Method: requests to a closed local
+    /// port; with a credential curl must refuse the scheme (CURLE_UNSUPPORTED_PROTOCOL, 1) before
+    /// connecting, without one it gets as far as the refused connection.
+    @Test("Transport: plain http: refused when the request carries a credential")
+    func plainHTTPWithCredential() async throws {
+        let certificate = PEMSource.pem(RedactedBytes("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"))
+        let key = PEMSource.pem(RedactedBytes("-----BEGIN EC PRIVATE KEY-----\nsekrit\n-----END EC PRIVATE KEY-----\n"))
+        let credentialed = [
+            ClusterConnection(server: "http://127.0.0.1:1", token: RedactedBytes("sekrit")),
+            ClusterConnection(server: "http://127.0.0.1:1", clientCertificate: certificate, clientKey: key),
+        ]
+        for connection in credentialed {
+            let client = KubernetesClient(connection: connection, retryPolicy: .none)
+            let error = await #expect(throws: KubernetesError.self) { _ = try await client.getRaw(path: "/version") }
+            #expect(error?.transport?.curlCode == 1, "\(String(describing: error))")
+            #expect(error.map { "\($0)" }?.contains("sekrit") == false)
+        }
+        let anonymous = KubernetesClient(connection: ClusterConnection(server: "http://127.0.0.1:1"), retryPolicy: .none)
+        let refused = await #expect(throws: KubernetesError.self) { _ = try await anonymous.getRaw(path: "/version") }
+        #expect(refused?.transport?.code == .connectFailed, "\(String(describing: refused))")
+    }
+
+    @Test("Client: raw: paths under /secrets withhold server messages")
+    func rawSecretTargets() {
+        #expect(KubernetesClient.Target(rawPath: "/api/v1/namespaces/ns/secrets/x").withholdMessages)
+        #expect(KubernetesClient.Target(rawPath: "/api/v1/namespaces/ns/secrets?limit=1").withholdMessages)
+        #expect(!KubernetesClient.Target(rawPath: "/api/v1/namespaces/ns/configmaps/x?q=/secrets").withholdMessages)
     }
 }

@@ -21,16 +21,36 @@ import Testing
         #expect(ready.adminKubeconfigSecretName == "\(name)-admin-kubeconfig")
         let workload = WorkloadCluster(client: try await kamaji.workloadClient(name: name, namespace: "default"))
 
+        // An earlier attempt wrote the userdata Secret with token T1, then crashed before the token
+        // Secret; the retry brings a fresh T2, yet T1 must be the token the workload cluster accepts.
         var generator = SystemRandomNumberGenerator()
-        let token = BootstrapToken.generate(using: &generator)
-        try await workload.client.ensureBootstrapTokenSecret(
-            token, expiration: "2030-01-01T00:00:00Z", key: IdempotencyKey("\(name)/token"))
-        let join = KubeadmJoin(
-            apiServerEndpoint: ready.status?.controlPlaneEndpoint ?? "127.0.0.1:6443", token: token, caCertHashes: [],
-            nodeName: machine, kubeletVersion: kubelet)
+        let firstToken = BootstrapToken.generate(using: &generator)
+        let retryToken = BootstrapToken.generate(using: &generator)
+        func join(_ token: BootstrapToken) -> KubeadmJoin {
+            KubeadmJoin(
+                apiServerEndpoint: ready.status?.controlPlaneEndpoint ?? "127.0.0.1:6443", token: token,
+                caCertHashes: [], nodeName: machine, kubeletVersion: kubelet)
+        }
+        let bootstrapKey = IdempotencyKey("\(machine)/bootstrap")
         try await client.ensureBootstrapSecret(
-            name: "\(machine)-userdata", namespace: "default", join: join, clusterName: name,
-            key: IdempotencyKey("\(machine)/bootstrap"))
+            name: "\(machine)-userdata", namespace: "default", join: join(firstToken), clusterName: name,
+            key: bootstrapKey)
+        let token = try await client.ensureMachineBootstrap(
+            userdataSecretName: "\(machine)-userdata", namespace: "default", join: join(retryToken),
+            clusterName: name, key: bootstrapKey, workload: workload.client, tokenExpiration: "2030-01-01T00:00:00Z")
+        #expect(token == firstToken)
+        let tokenSecret = try await workload.client.get(
+            .secrets, name: "bootstrap-token-\(firstToken.id)", namespace: "kube-system", as: Secret.self)
+        #expect(tokenSecret.data?["token-secret"] == firstToken.secret)
+        #expect(
+            try await workload.client.getIfPresent(
+                .secrets, name: "bootstrap-token-\(retryToken.id)", namespace: "kube-system", as: Secret.self) == nil)
+        // Repeating the whole step changes nothing.
+        #expect(
+            try await client.ensureMachineBootstrap(
+                userdataSecretName: "\(machine)-userdata", namespace: "default", join: join(retryToken),
+                clusterName: name, key: bootstrapKey, workload: workload.client, tokenExpiration: "2030-01-01T00:00:00Z")
+                == firstToken)
         let kubevirt = KubeVirtProvider(client: client)
         let spec = KubeVirtProvider.MachineSpec(
             name: machine, namespace: "default", clusterName: name, cpuCores: 2, memory: "4Gi",

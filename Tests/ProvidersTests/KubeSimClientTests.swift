@@ -257,4 +257,26 @@ private func configMap(_ name: String, namespace: String = "default", labels: [S
             }
         }
     }
+
+    /// Goal: the raw escape hatch hides a Secret's server messages as the typed verbs do.
+    /// Method: GET and DELETE of a missing Secret through `getRaw`/`send`; a ConfigMap keeps its message.
+    @Test("Client: raw: server messages withheld for Secrets")
+    func rawSecretMessagesWithheld() async throws {
+        try await withKubeSim { _, client in
+            let path = "/api/v1/namespaces/default/secrets/absent"
+            let viaGet = await #expect(throws: KubernetesError.self) { _ = try await client.getRaw(path: path) }
+            #expect(viaGet?.code == .notFound)
+            #expect(viaGet?.status?.message == "(message withheld for a Secret)")
+            let viaSend = await #expect(throws: KubernetesError.self) {
+                _ = try await client.send(method: "DELETE", path: path, idempotent: true)
+            }
+            #expect(viaSend?.code == .notFound)
+            #expect(viaSend?.status?.message == "(message withheld for a Secret)")
+            let other = await #expect(throws: KubernetesError.self) {
+                _ = try await client.getRaw(path: "/api/v1/namespaces/default/configmaps/absent")
+            }
+            #expect(other?.code == .notFound)
+            #expect(other?.status?.message?.contains("absent") == true)
+        }
+    }
 }

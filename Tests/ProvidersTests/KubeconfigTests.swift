@@ -191,6 +191,17 @@ private func kubeconfig(cluster: String, user: String, context: String = "", cur
                     of: "clusters:\n", with: "clusters: 7\nxclusters:\n"),
                 "clusters", .malformed
             ),
+            (kubeconfig(cluster: "    server: http://h:1", user: "    token: sekrit"), "clusters[0].cluster.server", .invalidValue),
+            (
+                kubeconfig(cluster: "    server: http://h:1", user: "    tokenFile: /etc/hostname"),
+                "clusters[0].cluster.server", .invalidValue
+            ),
+            (
+                kubeconfig(
+                    cluster: "    server: HTTP://h:1",
+                    user: "    client-certificate-data: \(base64(pemCertificate))\n    client-key-data: \(base64(pemKey))"),
+                "clusters[0].cluster.server", .invalidValue
+            ),
             ("apiVersion: v1\nkind: Pod\n", "kind", .invalidValue),
             ("clusters: [\n  token: sekrit {", "", .malformed),
             ("- just a list", "", .malformed),
@@ -229,6 +240,21 @@ private func kubeconfig(cluster: String, user: String, context: String = "", cur
         let text = kubeconfig(cluster: "    server: https://h:1\n    certificate-authority: ca.crt", user: "    token: t")
         let error = #expect(throws: KubeconfigError.self) { _ = try Kubeconfig.parse(text, source: "Secret x", baseDirectory: nil) }
         #expect(error?.fieldPath == "clusters[0].cluster.certificate-authority")
+    }
+
+    /// Goal: plain http is only for anonymous access. Method: the same http cluster with and without a user credential.
+    @Test("Kubeconfig: http: credentials never paired with a plain-http server")
+    func plainHTTPWithCredentials() throws {
+        let anonymous = kubeconfig(cluster: "    server: http://127.0.0.1:8080", user: "    {}")
+        #expect(try Kubeconfig.parse(anonymous, source: "f", baseDirectory: nil).connection().server == "http://127.0.0.1:8080")
+        let withToken = kubeconfig(cluster: "    server: http://127.0.0.1:8080", user: "    token: sekrit")
+        let error = #expect(throws: KubeconfigError.self) {
+            _ = try Kubeconfig.parse(withToken, source: "/etc/capstan/http.kubeconfig", baseDirectory: nil)
+        }
+        #expect(error?.fieldPath == "clusters[0].cluster.server")
+        #expect(error?.description.contains("credentials are never sent over plain http") == true)
+        #expect(error?.description.contains("/etc/capstan/http.kubeconfig") == true)
+        #expect(error?.description.contains("sekrit") == false)
     }
 
     @Test("Kubeconfig: parse: duplicate names refused")

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A kubeadm bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`: a public id and a secret half.
 ///
 /// Printing it shows the id only (`abcdef.<redacted>`).
@@ -26,6 +28,21 @@ public struct BootstrapToken: Sendable, Hashable, CustomStringConvertible, Custo
         }
         // The alphabet makes both halves valid by construction.
         return try! BootstrapToken(id: String(decoding: draw(6), as: UTF8.self), secret: RedactedBytes(draw(16)))
+    }
+
+    /// The token a `KubeadmJoin.cloudConfig()` holds (its `token: "id.secret"` line), or nil.
+    ///
+    /// Reads back the token of a userdata Secret an earlier attempt wrote.
+    public static func fromCloudConfig(_ cloudConfig: RedactedBytes) -> BootstrapToken? {
+        for line in cloudConfig.exposedString.split(separator: "\n") {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard trimmed.hasPrefix("token: \""), trimmed.hasSuffix("\""), trimmed.count > 9 else { continue }
+            let value = trimmed.dropFirst("token: \"".count).dropLast()
+            let halves = value.split(separator: ".", omittingEmptySubsequences: false)
+            guard halves.count == 2 else { return nil }
+            return try? BootstrapToken(id: String(halves[0]), secret: RedactedBytes(String(halves[1])))
+        }
+        return nil
     }
 
     /// `id.secret`, for the one place it goes on the wire.
@@ -120,6 +137,47 @@ extension KubernetesClient {
                 name: name, namespace: namespace, labels: ["cluster.x-k8s.io/cluster-name": clusterName]),
             type: "cluster.x-k8s.io/secret", data: ["userdata": join.cloudConfig()])
         return try await createOnce(.secrets, secret, key: key, as: Secret.self)
+    }
+
+    /// Creates, once and in a crash-safe order, both Secrets a machine needs to join: the userdata
+    /// Secret here (see `ensureBootstrapSecret`), then the token Secret on `workload`.
+    ///
+    /// Tokens are random, so a retry after a crash between the two writes brings a new token. The
+    /// userdata Secret is the one written first and the one the VM reads, so when it already exists
+    /// as ours its token wins: it is read back and used for the token Secret, and `join.token` is
+    /// dropped. A join therefore always finds the token its userdata names.
+    ///
+    /// - Parameters:
+    ///   - join: the join data, with a fresh token (used only if the userdata Secret is created now).
+    ///   - workload: the client of the tenant cluster whose `kube-system` gets the token Secret.
+    ///   - key: idempotency key of the userdata Secret; the token Secret uses `key` + `/token`.
+    /// - Returns: the token in effect (printing it shows the id only).
+    /// - Throws: `KubernetesError`; `.notOurs` when an existing userdata Secret holds no readable token.
+    @discardableResult
+    public func ensureMachineBootstrap(
+        userdataSecretName name: String, namespace: String, join: KubeadmJoin, clusterName: String,
+        key: IdempotencyKey, workload: KubernetesClient, tokenExpiration: String
+    ) async throws -> BootstrapToken {
+        let userdata = try await ensureBootstrapSecret(
+            name: name, namespace: namespace, join: join, clusterName: clusterName, key: key)
+        let token: BootstrapToken
+        switch userdata {
+        case .created:
+            token = join.token
+        case .alreadyCreated(let existing):
+            guard let stored = existing.data?["userdata"], let earlier = BootstrapToken.fromCloudConfig(stored) else {
+                throw KubernetesError(
+                    code: .notOurs, operation: "bootstrap secrets \(namespace)/\(name)",
+                    detail: "the existing userdata Secret holds no readable bootstrap token")
+            }
+            token = earlier
+            logger.debug(
+                "kubernetes.bootstrap.token-reused",
+                metadata: ["k8s.object": "secrets \(namespace)/\(name)"])
+        }
+        try await workload.ensureBootstrapTokenSecret(
+            token, expiration: tokenExpiration, key: IdempotencyKey("\(key.rawValue)/token"))
+        return token
     }
 
     /// Creates, once, the `bootstrap.kubernetes.io/token` Secret in the tenant's `kube-system`

@@ -15,6 +15,8 @@ public final class KubernetesClient: Sendable {
     public let transport: CurlTransport
     public let retryPolicy: RetryPolicy
     public let timeouts: HTTPTimeouts
+    /// Where retry backoff draws its jitter; seeded in simulations so a run reproduces.
+    public let jitter: RetryJitter
     let tls: TLSSettings
     let logger: Logger
 
@@ -23,14 +25,17 @@ public final class KubernetesClient: Sendable {
     ///   - transport: the curl transport; the process-wide one by default.
     ///   - retryPolicy: how idempotent requests are retried.
     ///   - timeouts: connect and total timeouts per attempt.
+    ///   - jitter: the random source for retry backoff (the system generator by default).
     public init(
         connection: ClusterConnection, transport: CurlTransport = .shared, retryPolicy: RetryPolicy = .default,
-        timeouts: HTTPTimeouts = .init(), logger: Logger = Logger(label: "capstan.providers.kubernetes")
+        timeouts: HTTPTimeouts = .init(), jitter: RetryJitter = .system,
+        logger: Logger = Logger(label: "capstan.providers.kubernetes")
     ) {
         self.connection = connection
         self.transport = transport
         self.retryPolicy = retryPolicy
         self.timeouts = timeouts
+        self.jitter = jitter
         self.tls = TLSSettings(connection)
         self.logger = logger
     }
@@ -40,10 +45,11 @@ public final class KubernetesClient: Sendable {
     /// - Throws: `KubeconfigError`.
     public convenience init(
         kubeconfigPath path: String, context: String? = nil, transport: CurlTransport = .shared,
-        retryPolicy: RetryPolicy = .default, logger: Logger = Logger(label: "capstan.providers.kubernetes")
+        retryPolicy: RetryPolicy = .default, jitter: RetryJitter = .system,
+        logger: Logger = Logger(label: "capstan.providers.kubernetes")
     ) throws {
         let connection = try Kubeconfig.load(path: path).connection(context: context)
-        self.init(connection: connection, transport: transport, retryPolicy: retryPolicy, logger: logger)
+        self.init(connection: connection, transport: transport, retryPolicy: retryPolicy, jitter: jitter, logger: logger)
     }
 
     /// The kubeconfig context's namespace, or `default`.
@@ -213,9 +219,10 @@ public final class KubernetesClient: Sendable {
             "POST", target, body: body, contentType: "application/json", operation: "evict", idempotent: false)
     }
 
-    /// GET an arbitrary path below the server (`/version`, discovery). Retried.
+    /// GET an arbitrary path below the server (`/version`, discovery). Retried. Server messages
+    /// are withheld for paths under `/secrets`, as for the typed verbs.
     public func getRaw(path: String) async throws -> HTTPResponse {
-        let target = Target(path: path, description: path, withholdMessages: false)
+        let target = Target(rawPath: path)
         return try await perform("GET", target, operation: "get", idempotent: true)
     }
 
@@ -225,11 +232,11 @@ public final class KubernetesClient: Sendable {
     ///   - path: starts with `/`; may carry a query.
     ///   - idempotent: whether a transient failure may be retried.
     /// - Returns: a 2xx response.
-    /// - Throws: `KubernetesError`.
+    /// - Throws: `KubernetesError` (server messages withheld for paths under `/secrets`).
     public func send(
         method: String, path: String, body: [UInt8]? = nil, contentType: String? = nil, idempotent: Bool
     ) async throws -> HTTPResponse {
-        let target = Target(path: path, description: path, withholdMessages: false)
+        let target = Target(rawPath: path)
         return try await perform(
             method, target, body: body, contentType: contentType, operation: method.lowercased(), idempotent: idempotent)
     }
@@ -247,6 +254,13 @@ public final class KubernetesClient: Sendable {
             self.path = path
             self.description = description
             self.withholdMessages = withholdMessages
+        }
+
+        /// A caller-given path: a Secret's error may quote its data, so anything under `/secrets` is withheld.
+        init(rawPath: String) {
+            let pathOnly = rawPath.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            self.init(
+                path: rawPath, description: rawPath, withholdMessages: pathOnly.lowercased().contains("/secrets"))
         }
 
         init(
@@ -321,7 +335,7 @@ public final class KubernetesClient: Sendable {
             }
             guard retryPolicy.shouldRetry(error, attempt: attempt, idempotent: idempotent) else { throw error }
             let delay = retryPolicy.delay(
-                afterAttempt: attempt, retryAfter: error.retryAfter, jitter: Double.random(in: 0..<1))
+                afterAttempt: attempt, retryAfter: error.retryAfter, jitter: jitter.next())
             logger.debug(
                 "kubernetes.request.retry",
                 metadata: [

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// When and how long to wait before trying a failed request again.
 ///
 /// Only requests that are safe to repeat are retried (GET, LIST, server-side apply, DELETE,
@@ -50,5 +52,49 @@ public struct RetryPolicy: Sendable, Hashable {
         let exponent = min(attempt - 1, 30)
         let ceiling = min(maxDelay, baseDelay * (1 << exponent))
         return ceiling * jitter
+    }
+}
+
+/// The random source of retry backoff jitter: numbers in [0, 1).
+///
+/// The system generator in production; `seeded` in simulations and tests, so a run's retry
+/// timings repeat with its seed.
+public struct RetryJitter: Sendable {
+    private let draw: @Sendable () -> Double
+
+    /// - Parameter draw: returns a number in [0, 1); values outside are clamped into it.
+    public init(_ draw: @escaping @Sendable () -> Double) {
+        self.draw = draw
+    }
+
+    /// `Double.random(in: 0..<1)` from the system generator.
+    public static var system: RetryJitter { RetryJitter { Double.random(in: 0..<1) } }
+
+    /// A deterministic sequence from `seed` (SplitMix64), shared by every request of the client.
+    public static func seeded(_ seed: UInt64) -> RetryJitter {
+        let state = Mutex(SeededJitterGenerator(state: seed))
+        return RetryJitter {
+            state.withLock { generator in Double.random(in: 0..<1, using: &generator) }
+        }
+    }
+
+    /// The next jitter value, in [0, 1).
+    public func next() -> Double {
+        let value = draw()
+        guard value.isFinite, value > 0 else { return 0 }
+        return min(value, 1.0.nextDown)
+    }
+}
+
+/// SplitMix64 (Steele, Lea, Flood 2014): small, fast, and fully determined by its seed.
+private struct SeededJitterGenerator: RandomNumberGenerator, Sendable {
+    var state: UInt64
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var mixed = state
+        mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
+        return mixed ^ (mixed >> 31)
     }
 }

@@ -75,6 +75,12 @@ final class CurlTransfer {
     }
 
     private func configureTLS(_ tls: TLSSettings) {
+        // With a credential on board curl may only speak TLS: a token or key never leaves in clear text,
+        // whatever URL (or redirect) the request names.
+        if tls.bearerToken != nil || tls.clientCertificate != nil || tls.clientKey != nil {
+            set(CURLOPT_PROTOCOLS_STR, string: "https")
+            set(CURLOPT_REDIR_PROTOCOLS_STR, string: "https")
+        }
         if tls.insecureSkipTLSVerify {
             set(CURLOPT_SSL_VERIFYPEER, 0)
             set(CURLOPT_SSL_VERIFYHOST, 0)

@@ -36,6 +36,9 @@ public struct Kubeconfig: Sendable, CustomStringConvertible {
         public var token: RedactedBytes?
         public var clientCertificate: PEMSource?
         public var clientKey: PEMSource?
+
+        /// Whether this user authenticates with anything secret (token, tokenFile or client certificate/key).
+        public var hasCredentials: Bool { token != nil || clientCertificate != nil || clientKey != nil }
     }
 
     public struct Context: Sendable, Hashable {
@@ -199,6 +202,17 @@ private struct KubeconfigReader {
             }
             if !users.contains(where: { $0.name == context.user }) {
                 throw fail(.danglingReference, "contexts[\(index)].context.user", "no user named \"\(context.user)\"")
+            }
+        }
+        // A token or client key on plain http would cross the network in clear text: refuse the pairing.
+        for context in contexts {
+            guard let clusterIndex = clusters.firstIndex(where: { $0.name == context.cluster }),
+                let user = users.first(where: { $0.name == context.user })
+            else { continue }
+            if clusters[clusterIndex].server.lowercased().hasPrefix("http://") && user.hasCredentials {
+                throw fail(
+                    .invalidValue, "clusters[\(clusterIndex)].cluster.server",
+                    "credentials are never sent over plain http (user \"\(user.name)\", context \"\(context.name)\")")
             }
         }
         let current = try optionalString(top, "current-context", "current-context").flatMap { $0.isEmpty ? nil : $0 }
