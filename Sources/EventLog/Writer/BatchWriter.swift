@@ -135,12 +135,34 @@ final class BatchWriter {
 
     // MARK: the thread
 
+    /// Linger before a batch only after one of at least this many requests.
+    private static let lingerAfterRequests = 4
+    /// The longest linger: small next to a durable commit (milliseconds here).
+    private static let lingerMaxNanoseconds = 300_000
+    /// Stop lingering once the inbox has been quiet this long.
+    private static let lingerIdleNanoseconds = 100_000
+
     /// The writer thread's body: batches until the inbox is closed and drained.
     func run() {
         threadID = pthread_self()
-        while let batch = inbox.takeBatch(maxEvents: options.maxBatchEvents) {
+        // Request counts of the last two batches: appenders that each await their commit
+        // split into two alternating halves unless the writer waits for the half it just
+        // released, so after large-ish batches it lingers (briefly) for both halves together.
+        // A lone appender (small batches) never waits.
+        var previous = 0
+        var beforePrevious = 0
+        while true {
+            let linger: Inbox.Linger = previous >= Self.lingerAfterRequests
+                ? Inbox.Linger(requests: min(previous + beforePrevious, inbox.capacity),
+                               maxNanoseconds: Self.lingerMaxNanoseconds, idleNanoseconds: Self.lingerIdleNanoseconds)
+                : .none
+            guard let batch = inbox.takeBatch(maxEvents: options.maxBatchEvents, linger: linger) else { break }
             storeTrainedDictionaries()
-            if !batch.isEmpty { process(batch) }
+            if !batch.isEmpty {
+                process(batch)
+                beforePrevious = previous
+                previous = batch.count
+            }
         }
         lock.release()
         logger.debug("eventlog.writer.stopped", metadata: ["eventlog.directory": "\(environment.directory)"])

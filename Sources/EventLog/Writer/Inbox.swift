@@ -117,15 +117,34 @@ final class Inbox: @unchecked Sendable {
         }
     }
 
+    /// How long the writer may linger for more requests before taking a batch.
+    struct Linger {
+        /// Stop lingering once this many requests are queued (0: take the batch at once).
+        var requests: Int
+        /// The most the whole linger may last.
+        var maxNanoseconds: Int
+        /// Stop lingering once no request arrived for this long.
+        var idleNanoseconds: Int
+
+        static let none = Linger(requests: 0, maxNanoseconds: 0, idleNanoseconds: 0)
+    }
+
     /// Blocks the writer thread until requests arrive or `wake()` is called; takes whole
     /// requests up to `maxEvents` events. Returns an empty batch after a bare wake-up, nil once
     /// closed and drained.
-    func takeBatch(maxEvents: Int) -> [AppendRequest]? {
+    ///
+    /// With a `linger`, once a request is queued the writer waits a little longer (bounded)
+    /// for the appenders of the previous commit, which re-enqueue just after it released them:
+    /// without it, batches alternate between two halves of the appenders.
+    func takeBatch(maxEvents: Int, linger: Linger = .none) -> [AppendRequest]? {
         var batch: [AppendRequest] = []
         var woken = false
         let waiters: [CheckedContinuation<Bool, Never>] = locked {
             while head == queue.count && !(closed && reserved == 0) && wakeups == 0 {
                 pthread_cond_wait(condition, mutex)
+            }
+            if linger.requests > 1 && head < queue.count && queue.count - head < linger.requests && !closed {
+                lingerLocked(linger)
             }
             woken = wakeups > 0
             wakeups = 0
@@ -149,6 +168,32 @@ final class Inbox: @unchecked Sendable {
         }
         for waiter in waiters { waiter.resume(returning: true) }
         return batch.isEmpty && !woken ? nil : batch
+    }
+
+    /// Waits (with `mutex` held) until `linger.requests` are queued, no request arrived for
+    /// `linger.idleNanoseconds`, `linger.maxNanoseconds` passed, or the inbox closes.
+    private func lingerLocked(_ linger: Linger) {
+        let start = Self.realtimeNanoseconds()
+        let end = start + linger.maxNanoseconds
+        var lastArrival = start
+        var queued = queue.count - head
+        while queue.count - head < linger.requests && !closed && wakeups == 0 {
+            let deadline = min(end, lastArrival + linger.idleNanoseconds)
+            if Self.realtimeNanoseconds() >= deadline { return }
+            var until = timespec(tv_sec: deadline / 1_000_000_000, tv_nsec: deadline % 1_000_000_000)
+            _ = pthread_cond_timedwait(condition, mutex, &until)
+            if queue.count - head > queued {
+                queued = queue.count - head
+                lastArrival = Self.realtimeNanoseconds()
+            }
+        }
+    }
+
+    /// CLOCK_REALTIME (the clock `pthread_cond_timedwait` uses by default) in nanoseconds.
+    private static func realtimeNanoseconds() -> Int {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int(now.tv_sec) * 1_000_000_000 + Int(now.tv_nsec)
     }
 
     /// Wakes the writer without a request (a trained dictionary is ready to store).
