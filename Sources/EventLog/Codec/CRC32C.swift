@@ -1,11 +1,15 @@
-/// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven, slicing by 8.
+/// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), table-driven, slicing by 16.
 ///
-/// The checksum of every envelope (docs/log-format.md). Slicing by 8 reads eight bytes per
-/// step, which keeps the checksum a small part of a full replay.
+/// The checksum of every envelope (docs/log-format.md), so it runs over every byte a replay
+/// reads. Slicing by 16 folds sixteen bytes per step with sixteen independent table loads:
+/// the dependency chain per byte is half that of slicing by 8 (the tables, 16 KiB, stay in
+/// L1).
 enum CRC32C {
-    /// 8 tables of 256 entries: `tables[k * 256 + b]`.
-    static let tables: [UInt32] = {
-        var tables = [UInt32](repeating: 0, count: 8 * 256)
+    /// 16 tables of 256 entries, `tables[k * 256 + b]`: table k advances a byte's CRC past k
+    /// further zero bytes. A raw pointer (allocated once, never written after) so the hot loop
+    /// pays neither the array's lazy-global check nor retain/release per call.
+    nonisolated(unsafe) private static let tables: UnsafePointer<UInt32> = {
+        let tables = UnsafeMutablePointer<UInt32>.allocate(capacity: 16 * 256)
         for byte in 0..<256 {
             var crc = UInt32(byte)
             for _ in 0..<8 {
@@ -15,37 +19,46 @@ enum CRC32C {
         }
         for byte in 0..<256 {
             var crc = tables[byte]
-            for slice in 1..<8 {
+            for slice in 1..<16 {
                 crc = tables[Int(crc & 0xFF)] ^ (crc >> 8)
                 tables[slice * 256 + byte] = crc
             }
         }
-        return tables
+        return UnsafePointer(tables)
     }()
 
     /// Continues a CRC over `bytes` (start with `crc: 0`).
     static func checksum(_ bytes: UnsafeRawBufferPointer, crc: UInt32 = 0) -> UInt32 {
-        tables.withUnsafeBufferPointer { t in
-            var crc = ~crc
-            var index = 0
-            let count = bytes.count
-            guard let base = bytes.baseAddress else { return ~crc }
-            while count - index >= 8 {
-                let word = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: index, as: UInt64.self))
-                let low = UInt32(truncatingIfNeeded: word) ^ crc
-                let high = UInt32(truncatingIfNeeded: word >> 32)
-                crc = t[7 * 256 + Int(low & 0xFF)] ^ t[6 * 256 + Int((low >> 8) & 0xFF)]
-                    ^ t[5 * 256 + Int((low >> 16) & 0xFF)] ^ t[4 * 256 + Int(low >> 24)]
-                    ^ t[3 * 256 + Int(high & 0xFF)] ^ t[2 * 256 + Int((high >> 8) & 0xFF)]
-                    ^ t[1 * 256 + Int((high >> 16) & 0xFF)] ^ t[Int(high >> 24)]
-                index += 8
-            }
-            while index < count {
-                crc = t[Int((crc ^ UInt32(base.load(fromByteOffset: index, as: UInt8.self))) & 0xFF)] ^ (crc >> 8)
-                index += 1
-            }
-            return ~crc
+        let t = tables
+        var crc = ~crc
+        guard let base = bytes.baseAddress else { return ~crc }
+        var index = 0
+        let count = bytes.count
+        // Byte i of a 16-byte block goes through table 15 - i.
+        @inline(__always) func fold(_ word: UInt64, _ first: Int) -> UInt32 {
+            let low = UInt32(truncatingIfNeeded: word)
+            let high = UInt32(truncatingIfNeeded: word >> 32)
+            return t[(first - 0) * 256 + Int(low & 0xFF)] ^ t[(first - 1) * 256 + Int((low >> 8) & 0xFF)]
+                ^ t[(first - 2) * 256 + Int((low >> 16) & 0xFF)] ^ t[(first - 3) * 256 + Int(low >> 24)]
+                ^ t[(first - 4) * 256 + Int(high & 0xFF)] ^ t[(first - 5) * 256 + Int((high >> 8) & 0xFF)]
+                ^ t[(first - 6) * 256 + Int((high >> 16) & 0xFF)] ^ t[(first - 7) * 256 + Int(high >> 24)]
         }
+        while count - index >= 16 {
+            let first = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+            let second = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: index + 8, as: UInt64.self))
+            crc = fold(first ^ UInt64(crc), 15) ^ fold(second, 7)
+            index += 16
+        }
+        if count - index >= 8 {
+            let word = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+            crc = fold(word ^ UInt64(crc), 7)
+            index += 8
+        }
+        while index < count {
+            crc = t[Int((crc ^ UInt32(base.load(fromByteOffset: index, as: UInt8.self))) & 0xFF)] ^ (crc >> 8)
+            index += 1
+        }
+        return ~crc
     }
 
     static func checksum(_ bytes: [UInt8]) -> UInt32 {

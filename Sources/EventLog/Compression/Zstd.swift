@@ -90,22 +90,20 @@ final class ZstdDecompressor {
             _ = try Zstd.check(ZSTD_DCtx_refDDict(context, handle), "ZSTD_DCtx_refDDict")
             referenced = handle
         }
-        var failure: EventLogError?
+        // The closure captures only a plain Int: capturing an optional error here cost a
+        // generic metadata lookup per event in a replay.
+        var result = 0
         let output = [UInt8](unsafeUninitializedCapacity: rawLength) { buffer, count in
-            let result = ZSTD_decompressDCtx(context, buffer.baseAddress, rawLength, source.baseAddress, source.count)
-            if ZSTD_isError(result) != 0 {
-                failure = EventLogError(
-                    .corrupt, "zstd cannot decompress the payload: \(String(cString: ZSTD_getErrorName(result)))")
-                count = 0
-            } else if result != rawLength {
-                failure = EventLogError(
-                    .corrupt, "payload decompresses to \(result) bytes, its length field says \(rawLength)")
-                count = 0
-            } else {
-                count = result
-            }
+            result = ZSTD_decompressDCtx(context, buffer.baseAddress, rawLength, source.baseAddress, source.count)
+            count = ZSTD_isError(result) == 0 && result == rawLength ? result : 0
         }
-        if let failure { throw failure }
+        if ZSTD_isError(result) != 0 {
+            throw EventLogError(
+                .corrupt, "zstd cannot decompress the payload: \(String(cString: ZSTD_getErrorName(result)))")
+        }
+        if result != rawLength {
+            throw EventLogError(.corrupt, "payload decompresses to \(result) bytes, its length field says \(rawLength)")
+        }
         return output
     }
 }
