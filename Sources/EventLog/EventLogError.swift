@@ -44,6 +44,22 @@ public struct EventLogError: Error, Sendable, CustomStringConvertible {
     public var holderPID: Int32?
     /// For `.lmdb` (and `.diskFull`): the underlying liblmdb error.
     public var lmdb: LMDBError?
+    /// For `.corrupt`: the kind of damage, so `verify` classifies it without reading the message.
+    var damage: Damage?
+
+    /// What a `.corrupt` error found.
+    enum Damage: Sendable, Hashable {
+        /// An envelope's stored checksum does not match its bytes.
+        case checksumMismatch
+        /// An envelope's checksum holds but its fields do not decode.
+        case malformedEnvelope
+        /// An envelope names an interned stream, event type or actor that does not exist.
+        case missingName
+        /// The data file is shorter than its meta page says.
+        case truncatedFile
+        /// Neither meta page of the data file is valid.
+        case noValidMetaPage
+    }
 
     public init(
         _ code: Code, _ message: String, stream: StreamID? = nil, position: LogPosition? = nil,
@@ -71,7 +87,17 @@ public struct EventLogError: Error, Sendable, CustomStringConvertible {
         }
     }
 
-    static func corrupt(_ position: LogPosition, _ reason: String) -> EventLogError {
-        EventLogError(.corrupt, "event at position \(position): \(reason)", position: position)
+    static func corrupt(_ position: LogPosition, _ reason: String, damage: Damage = .malformedEnvelope)
+        -> EventLogError
+    {
+        var error = EventLogError(.corrupt, "event at position \(position): \(reason)", position: position)
+        error.damage = damage
+        return error
+    }
+
+    static func corrupt(_ message: String, damage: Damage) -> EventLogError {
+        var error = EventLogError(.corrupt, message)
+        error.damage = damage
+        return error
     }
 }

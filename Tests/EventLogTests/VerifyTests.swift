@@ -135,6 +135,87 @@ struct VerifyTests {
         }
     }
 
+    @Test("EventLog: verify: index chunks swapped within a stream (same positions, wrong revisions) are reported")
+    func scrambledIndex() async throws {
+        try await withTemporaryDirectory { dir in
+            let log = try EventLog(directory: dir, options: testOptions())
+            // 150 events in stream "s" (chunks 0, 1, 2 of its index), interleaved with "t".
+            for n in 0..<150 {
+                try await log.append([proposed(2 * n)], to: "s", expectedRevision: .any)
+                try await log.append([proposed(2 * n + 1)], to: "t", expectedRevision: .any)
+            }
+            await log.close()
+            #expect(try EventLogReader.verify(directory: dir).isClean)
+
+            // Swap the first two index chunks of "s": each stays an increasing run, and the
+            // index still lists exactly the positions of the stream's envelopes.
+            let environment = try LMDBEnvironment.shared(directory: dir, create: true, mapSizeBytes: 1 << 20)
+            let (number, first, second) = try environment.read { txn in
+                let number = try #require(try txn.number(of: "s", kind: .stream))
+                let first = try #require(try txn.get(txn.dbs.streamIndex, StreamIndex.key(number, 0))).map { $0 }
+                let second = try #require(try txn.get(txn.dbs.streamIndex, StreamIndex.key(number, 1))).map { $0 }
+                return (number, first, second)
+            }
+            try Self.write(environment) { txn in
+                try txn.put(txn.dbs.streamIndex, StreamIndex.key(number, 0), second)
+                try txn.put(txn.dbs.streamIndex, StreamIndex.key(number, 1), first)
+            }
+
+            let report = try EventLogReader.verify(directory: dir)
+            let mismatches = report.problems.filter { $0.kind == .indexMismatch }
+            #expect(mismatches.count == 128, "\(report)")
+            #expect(mismatches.allSatisfy { $0.stream == "s" })
+            // Revision 0 of "s" is at position 1; the scrambled index lists it as revision 64.
+            let atFirst = try #require(mismatches.first { $0.position == LogPosition(1) })
+            #expect(atFirst.message.contains("revision 64"))
+            #expect(report.problems.count == mismatches.count, "\(report)")
+        }
+    }
+
+    @Test("EventLog: verify: a log longer than one read transaction's share, verified while the writer appends and grows the map")
+    func verifyWhileAppending() async throws {
+        try await withTemporaryDirectory { dir in
+            var options = testOptions()
+            options.initialMapSizeBytes = 256 << 10
+            let log = try EventLog(directory: dir, options: options)
+            var n = 0
+            for _ in 0..<50 {
+                try await log.append((0..<100).map { _ in defer { n += 1 }; return proposed(n) },
+                                     to: StreamID("s\(n % 7)"), expectedRevision: .any)
+            }
+            let before = try log.reader.lastPosition()
+            #expect(before == LogPosition(5000))
+            let mapBefore = log.environment.mapSizeBytes
+            let start = n
+            let appender = Task {
+                for chunk in 0..<40 {
+                    try await log.append((0..<100).map { proposed(start + chunk * 100 + $0) },
+                                         to: StreamID("u\(chunk % 5)"), expectedRevision: .any)
+                }
+            }
+            let report = try log.reader.verify()
+            try await appender.value
+            #expect(report.isClean, "\(report)")
+            // Everything up to the position at its start, in order across several read
+            // transactions; appends after it may or may not be included.
+            #expect(report.eventsChecked >= 5000)
+            #expect(report.lastPosition.rawValue == UInt64(report.eventsChecked))
+            #expect(log.environment.mapSizeBytes > mapBefore)
+            let after = try log.reader.verify()
+            #expect(after.isClean, "\(after)")
+            #expect(after.eventsChecked == 9000)
+            #expect(after.streamsChecked == 12)
+            await log.close()
+        }
+    }
+
+    /// One write transaction outside any writer, to damage a closed log on purpose.
+    static func write(_ environment: LMDBEnvironment, _ body: (borrowing WriteTransaction) throws -> Void) throws {
+        let txn = try WriteTransaction(environment: environment)
+        try body(txn)
+        try txn.commit()
+    }
+
     static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
         guard needle.count <= haystack.count else { return nil }
         for start in 0...(haystack.count - needle.count) where haystack[start] == needle[0] {

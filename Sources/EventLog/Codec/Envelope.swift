@@ -141,7 +141,8 @@ struct Envelope {
         guard stored == computed else {
             throw .corrupt(
                 position,
-                "checksum mismatch (stored \(hex(stored)), computed \(hex(computed))) over \(bytes.count) bytes")
+                "checksum mismatch (stored \(hex(stored)), computed \(hex(computed))) over \(bytes.count) bytes",
+                damage: .checksumMismatch)
         }
         do {
             return try decodeFields(position: position, bytes, bodyEnd: bodyEnd)

@@ -19,6 +19,9 @@ public struct VerifyReport: Sendable, CustomStringConvertible {
             case missingIndexEntry
             /// A stream index entry names a position that does not hold that stream's event.
             case danglingIndexEntry
+            /// A stream index entry names the right stream's event under the wrong revision
+            /// (index chunks out of order).
+            case indexMismatch
             /// An envelope names a dictionary that does not exist.
             case missingDictionary
             /// A stored dictionary cannot be read.
@@ -78,8 +81,15 @@ extension EventLogReader {
             return try EventLogReader(directory: directory, logger: logger).verify()
         } catch let error as EventLogError where error.code == .corrupt {
             var report = VerifyReport(directory: directory)
-            let kind: VerifyReport.Problem.Kind = error.message.contains("truncated") ? .truncatedFile : .unreadable
-            report.problems.append(.init(kind: kind, position: nil, stream: nil, message: error.message))
+            let kind: VerifyReport.Problem.Kind
+            switch error.damage {
+            case .truncatedFile: kind = .truncatedFile
+            case .checksumMismatch: kind = .checksumMismatch
+            case .malformedEnvelope: kind = .malformedEnvelope
+            case .missingName: kind = .missingName
+            case .noValidMetaPage, nil: kind = .unreadable
+            }
+            report.problems.append(.init(kind: kind, position: error.position, stream: nil, message: error.message))
             return report
         } catch let error as EventLogError where error.code == .lmdb {
             var report = VerifyReport(directory: directory)
@@ -89,24 +99,31 @@ extension EventLogReader {
     }
 
     /// Checks every checksum, position continuity, that every stream index entry points to a
-    /// matching envelope and every envelope has its index entry, that revisions are gap-free,
-    /// and that every dictionary and interned name referenced exists. One read transaction: a
-    /// consistent snapshot even while a writer appends.
+    /// matching envelope (same stream and revision) and every envelope has its index entry,
+    /// that revisions are gap-free, and that every dictionary and interned name referenced exists.
+    ///
+    /// Checks positions up to the last one committed when it starts, in short read transactions
+    /// like `scan`: the log is append-only, so what is committed up to that position never
+    /// changes, and no read transaction stays open long enough to hold up the writer's map
+    /// growth (which waits for this process's read transactions to end).
     ///
     /// Never stops at the first problem; lists each. LMDB errors while reading become
     /// `.unreadable` items.
-    /// - Complexity: O(n) in events; memory 8 bytes per event.
+    /// - Complexity: O(n) in events; memory about 40 bytes per event.
     public func verify() throws -> VerifyReport {
         var report = VerifyReport(directory: directory)
         do {
-            try environment.read { txn in
-                try EventDecoder.with(environment.caches) { decoder in
-                    var checker = VerifyChecker(txn: txn, decoder: decoder)
-                    checker.checkDictionaries(&report)
-                    try checker.readIndex(&report)
-                    try checker.checkEvents(&report)
-                    checker.compareIndex(&report)
+            try EventDecoder.with(environment.caches) { decoder in
+                var checker = VerifyChecker(decoder: decoder)
+                // Dictionaries in the same snapshot as the end: every event up to it was
+                // committed after (or with) the dictionary it names.
+                let end = try environment.read { txn in
+                    checker.checkDictionaries(txn, &report)
+                    return try txn.lastPosition().rawValue
                 }
+                try checker.readIndex(through: end, environment, &report)
+                try checker.checkEvents(through: end, environment, &report)
+                checker.compareIndex(&report)
             }
         } catch let error as LMDBError {
             report.problems.append(.init(kind: .unreadable, position: nil, stream: nil, message: "\(error)"))
@@ -122,24 +139,32 @@ extension EventLogReader {
 }
 
 private struct VerifyChecker {
-    let txn: ReadTransaction
+    /// Events checked per read transaction.
+    static let eventsPerTransaction = 2048
+    /// Stream index records (of up to 64 entries) read per read transaction, at least one stream.
+    static let indexRecordsPerTransaction = 1024
+
     let decoder: EventDecoder
     var dictionaries: Set<UInt32> = []
     /// Positions of each stream's events, in position order, as the envelopes say.
     var streamPositions: [UInt32: [UInt64]] = [:]
     var damaged: Set<UInt64> = []
-    var streamNames: [UInt32: StreamID] = [:]
-    /// Positions of each stream as its index lists them.
-    var indexPositions: [UInt32: [UInt64]] = [:]
+    /// Stream names by number; nil when the number has no name.
+    var streamNames: [UInt32: StreamID?] = [:]
+    /// Each stream's index entries (revision, position) up to the end position, in index order.
+    var indexEntries: [UInt32: [(revision: UInt64, position: UInt64)]] = [:]
     /// What the index says each position holds: (stream number, revision).
     var indexOwner: [UInt64: (stream: UInt32, revision: UInt64)] = [:]
+    /// Where the event walk goes on in the next read transaction.
+    var nextExpected: UInt64 = 1
+    var nextRevision: [UInt32: UInt64] = [:]
+    var lastEventKey: [UInt8]?
 
-    init(txn: ReadTransaction, decoder: EventDecoder) {
-        self.txn = txn
+    init(decoder: EventDecoder) {
         self.decoder = decoder
     }
 
-    mutating func checkDictionaries(_ report: inout VerifyReport) {
+    mutating func checkDictionaries(_ txn: ReadTransaction, _ report: inout VerifyReport) {
         do {
             let cursor = try txn.cursor(txn.dbs.dictionaries)
             var entry = try cursor.get(MDB_FIRST)
@@ -166,58 +191,89 @@ private struct VerifyChecker {
         }
     }
 
-    mutating func stream(_ number: UInt32) -> StreamID? {
+    /// The stream's name, looked up once; names never change once committed.
+    mutating func stream(_ number: UInt32, _ txn: ReadTransaction) -> StreamID? {
         if let known = streamNames[number] { return known }
-        guard let name = try? txn.name(of: number, kind: .stream) else { return nil }
-        streamNames[number] = StreamID(name)
-        return StreamID(name)
+        let name = (try? txn.name(of: number, kind: .stream)).map { StreamID($0) }
+        streamNames[number] = .some(name)
+        return name
     }
 
-    mutating func checkEvents(_ report: inout VerifyReport) throws {
+    /// A name already looked up while reading the index or the events.
+    func knownStream(_ number: UInt32) -> StreamID? {
+        streamNames[number] ?? nil
+    }
+
+    mutating func checkEvents(through end: UInt64, _ environment: LMDBEnvironment, _ report: inout VerifyReport)
+        throws
+    {
+        var finished = false
+        while !finished {
+            finished = try environment.read { txn in try checkEventChunk(through: end, txn, &report) }
+        }
+    }
+
+    /// Checks up to `eventsPerTransaction` events after the last key seen; true once past `end`.
+    private mutating func checkEventChunk(through end: UInt64, _ txn: ReadTransaction, _ report: inout VerifyReport)
+        throws -> Bool
+    {
         let cursor = try txn.cursor(txn.dbs.events)
-        var expected: UInt64 = 1
-        var nextRevision: [UInt32: UInt64] = [:]
-        var entry = try cursor.get(MDB_FIRST)
+        var entry: (key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer)?
+        if let resume = lastEventKey {
+            // Resume after the last key seen, whatever its shape (a damaged key too).
+            entry = try resume.withUnsafeBytes { try cursor.get(MDB_SET_RANGE, key: $0) }
+            if let found = entry, found.key.elementsEqual(resume) { entry = try cursor.get(MDB_NEXT) }
+        } else {
+            entry = try cursor.get(MDB_FIRST)
+        }
+        var checked = 0
         while let current = entry {
-            defer { report.eventsChecked += 1 }
+            if checked == Self.eventsPerTransaction { return false }
+            lastEventKey = Array(current.key)
+            checked += 1
             guard let raw = Keys.readBigEndian(current.key, UInt64.self) else {
+                report.eventsChecked += 1
                 report.problems.append(.init(kind: .malformedEnvelope, position: nil, stream: nil,
                                              message: "events: a key of \(current.key.count) bytes is not a position"))
                 entry = try cursor.get(MDB_NEXT)
                 continue
             }
+            // Appended after verify began: not part of what it checks.
+            if raw > end { return true }
+            report.eventsChecked += 1
             let position = LogPosition(raw)
-            if raw != expected {
+            if raw != nextExpected {
                 report.problems.append(.init(
-                    kind: .positionGap, position: LogPosition(expected), stream: nil,
-                    message: raw > expected
-                        ? "positions \(expected)...\(raw - 1) are missing" : "position \(raw) follows \(expected - 1)"))
+                    kind: .positionGap, position: LogPosition(nextExpected), stream: nil,
+                    message: raw > nextExpected
+                        ? "positions \(nextExpected)...\(raw - 1) are missing"
+                        : "position \(raw) follows \(nextExpected - 1)"))
             }
-            expected = raw + 1
+            nextExpected = raw + 1
             report.lastPosition = position
-            check(position, current.value, &nextRevision, &report)
+            check(position, current.value, txn, &report)
             entry = try cursor.get(MDB_NEXT)
         }
+        return true
     }
 
     private mutating func check(
-        _ position: LogPosition, _ bytes: UnsafeRawBufferPointer, _ nextRevision: inout [UInt32: UInt64],
-        _ report: inout VerifyReport
+        _ position: LogPosition, _ bytes: UnsafeRawBufferPointer, _ txn: ReadTransaction, _ report: inout VerifyReport
     ) {
         let envelope: Envelope
         do {
             envelope = try Envelope.decode(position: position, bytes).envelope
         } catch {
             damaged.insert(position.rawValue)
-            let kind: VerifyReport.Problem.Kind = error.message.contains("checksum") ? .checksumMismatch : .malformedEnvelope
+            let kind: VerifyReport.Problem.Kind = error.damage == .checksumMismatch ? .checksumMismatch : .malformedEnvelope
             // The index still says whose event this was: name the stream, keep its revisions in step.
             let owner = indexOwner[position.rawValue]
             if let owner { nextRevision[owner.stream] = owner.revision + 1 }
-            report.problems.append(.init(kind: kind, position: position, stream: owner.flatMap { stream($0.stream) },
-                                         message: error.message))
+            report.problems.append(.init(kind: kind, position: position,
+                                         stream: owner.flatMap { stream($0.stream, txn) }, message: error.message))
             return
         }
-        let streamID = stream(envelope.streamNumber)
+        let streamID = stream(envelope.streamNumber, txn)
         if streamID == nil {
             report.problems.append(.init(kind: .missingName, position: position, stream: nil,
                                          message: "stream number \(envelope.streamNumber) has no name"))
@@ -230,7 +286,13 @@ private struct VerifyChecker {
             do {
                 _ = try decoder.decode(position: position, bytes, in: txn)
             } catch let error as EventLogError {
-                let kind: VerifyReport.Problem.Kind = error.message.contains("names table") ? .missingName : .malformedEnvelope
+                let kind: VerifyReport.Problem.Kind
+                switch error.damage {
+                case .missingName: kind = .missingName
+                case .checksumMismatch: kind = .checksumMismatch
+                case .truncatedFile: kind = .truncatedFile
+                case .malformedEnvelope, .noValidMetaPage, nil: kind = .malformedEnvelope
+                }
                 report.problems.append(.init(kind: kind, position: position, stream: streamID, message: error.message))
             } catch {
                 report.problems.append(.init(kind: .malformedEnvelope, position: position, stream: streamID,
@@ -243,13 +305,39 @@ private struct VerifyChecker {
                 kind: .revisionGap, position: position, stream: streamID,
                 message: "revision \(envelope.revision) where the stream's next revision is \(revision)"))
         }
+        // The same stream listing this position under another revision: index chunks out of
+        // order hold the same positions as the envelopes but answer reads by revision wrongly.
+        // (An index entry of another stream is reported as dangling by `compareIndex`.)
+        if let owner = indexOwner[position.rawValue], owner.stream == envelope.streamNumber,
+            owner.revision != envelope.revision
+        {
+            report.problems.append(.init(
+                kind: .indexMismatch, position: position, stream: streamID,
+                message: "the stream index lists position \(position) as revision \(owner.revision); "
+                    + "its envelope says revision \(envelope.revision)"))
+        }
         nextRevision[envelope.streamNumber] = envelope.revision + 1
         streamPositions[envelope.streamNumber, default: []].append(position.rawValue)
     }
 
-    mutating func readIndex(_ report: inout VerifyReport) throws {
+    /// Reads each stream's index entries naming positions up to `end`, a few streams per read
+    /// transaction (one whole stream at least).
+    mutating func readIndex(through end: UInt64, _ environment: LMDBEnvironment, _ report: inout VerifyReport)
+        throws
+    {
+        var nextStream: UInt32? = 0
+        while let first = nextStream {
+            nextStream = try environment.read { txn in try readIndexChunk(from: first, through: end, txn, &report) }
+        }
+    }
+
+    /// Reads streams from number `first`; returns the number to go on from, nil when done.
+    private mutating func readIndexChunk(
+        from first: UInt32, through end: UInt64, _ txn: ReadTransaction, _ report: inout VerifyReport
+    ) throws -> UInt32? {
         let cursor = try txn.cursor(txn.dbs.streamIndex)
-        var entry = try cursor.get(MDB_FIRST)
+        var entry = try StreamIndex.key(first, 0).withUnsafeBytes { try cursor.get(MDB_SET_RANGE, key: $0) }
+        var records = 0
         while let current = entry {
             guard current.key.count == 8,
                 let number = Keys.readBigEndian(UnsafeRawBufferPointer(rebasing: current.key[0..<4]), UInt32.self)
@@ -259,46 +347,58 @@ private struct VerifyChecker {
                 entry = try cursor.get(MDB_NEXT)
                 continue
             }
-            report.streamsChecked += 1
-            var positions: [UInt64] = []
+            if records >= Self.indexRecordsPerTransaction { return number }
+            var entries: [(revision: UInt64, position: UInt64)] = []
             do {
                 try txn.forEachPosition(ofStream: number, from: 0) { revision, position in
-                    positions.append(position.rawValue)
+                    if revision % StreamIndex.chunkSize == 0 { records += 1 }
+                    // Entries of events appended after verify began are not checked.
+                    guard position.rawValue <= end else { return true }
+                    entries.append((revision, position.rawValue))
                     indexOwner[position.rawValue] = (number, revision)
                     return true
                 }
             } catch let error as EventLogError {
-                report.problems.append(.init(kind: .danglingIndexEntry, position: nil, stream: stream(number),
+                report.problems.append(.init(kind: .danglingIndexEntry, position: nil, stream: stream(number, txn),
                                              message: error.message))
             }
-            indexPositions[number] = positions
+            if !entries.isEmpty {
+                report.streamsChecked += 1
+                indexEntries[number] = entries
+                _ = stream(number, txn)
+            }
+            guard number < .max else { return nil }
             // On to the next stream's first chunk.
-            let next = StreamIndex.key(number &+ 1, 0)
-            entry = number == .max ? nil : try next.withUnsafeBytes { try cursor.get(MDB_SET_RANGE, key: $0) }
+            entry = try StreamIndex.key(number + 1, 0).withUnsafeBytes { try cursor.get(MDB_SET_RANGE, key: $0) }
         }
+        return nil
     }
 
     mutating func compareIndex(_ report: inout VerifyReport) {
-        for (number, positions) in indexPositions.sorted(by: { $0.key < $1.key }) {
-            compare(number, index: positions, envelopes: streamPositions[number] ?? [], &report)
+        for (number, entries) in indexEntries.sorted(by: { $0.key < $1.key }) {
+            compare(number, index: entries, envelopes: streamPositions[number] ?? [], &report)
         }
-        for (number, positions) in streamPositions.sorted(by: { $0.key < $1.key }) where indexPositions[number] == nil {
+        for (number, positions) in streamPositions.sorted(by: { $0.key < $1.key }) where indexEntries[number] == nil {
             report.problems.append(.init(
-                kind: .missingIndexEntry, position: positions.first.map { LogPosition($0) }, stream: stream(number),
+                kind: .missingIndexEntry, position: positions.first.map { LogPosition($0) },
+                stream: knownStream(number),
                 message: "\(positions.count) event(s) of stream number \(number) have no index entries"))
         }
     }
 
-    private mutating func compare(_ number: UInt32, index: [UInt64], envelopes: [UInt64], _ report: inout VerifyReport) {
-        let name = stream(number)
+    private func compare(
+        _ number: UInt32, index: [(revision: UInt64, position: UInt64)], envelopes: [UInt64],
+        _ report: inout VerifyReport
+    ) {
+        let name = knownStream(number)
         if name == nil {
             report.problems.append(.init(kind: .missingName, position: nil, stream: nil,
                                          message: "indexed stream number \(number) has no name"))
         }
         // Damaged envelopes cannot say their stream; their index entries are not dangling.
-        let indexSet = Set(index)
+        let indexSet = Set(index.map(\.position))
         let envelopeSet = Set(envelopes)
-        for (revision, position) in index.enumerated() where !envelopeSet.contains(position) && !damaged.contains(position) {
+        for (revision, position) in index where !envelopeSet.contains(position) && !damaged.contains(position) {
             report.problems.append(.init(
                 kind: .danglingIndexEntry, position: LogPosition(position), stream: name,
                 message: "index entry for revision \(revision) names position \(position), which holds no event of this stream"))

@@ -194,7 +194,8 @@ final class EventDecoder {
         -> String
     {
         guard let name = try txn.name(of: number, kind: kind) else {
-            throw EventLogError.corrupt(position, "\(kind.label) number \(number) is not in the names table")
+            throw EventLogError.corrupt(
+                position, "\(kind.label) number \(number) is not in the names table", damage: .missingName)
         }
         return name
     }

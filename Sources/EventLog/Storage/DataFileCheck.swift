@@ -48,14 +48,15 @@ enum DataFileCheck {
         let second = readMeta(fd: fd, offset: pageSize)
         let candidates = [first, second].compactMap { $0 }
         guard let newest = candidates.max(by: { $0.transactionID < $1.transactionID }) else {
-            throw EventLogError(.corrupt, "\(path): no valid LMDB meta page (file of \(fileSize) bytes)")
+            throw EventLogError.corrupt(
+                "\(path): no valid LMDB meta page (file of \(fileSize) bytes)", damage: .noValidMetaPage)
         }
         let needed = (newest.lastPage + 1) * UInt64(newest.pageSize)
         if UInt64(fileSize) < needed {
-            throw EventLogError(
-                .corrupt,
+            throw EventLogError.corrupt(
                 "\(path): truncated data file: its meta page needs \(needed) bytes "
-                    + "(\(newest.lastPage + 1) pages of \(newest.pageSize)), the file has \(fileSize)")
+                    + "(\(newest.lastPage + 1) pages of \(newest.pageSize)), the file has \(fileSize)",
+                damage: .truncatedFile)
         }
         return (newest, fileSize)
     }

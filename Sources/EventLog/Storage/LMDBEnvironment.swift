@@ -244,6 +244,11 @@ final class LMDBEnvironment: @unchecked Sendable {
     /// Copies the environment to `target` (an empty directory) with `MDB_CP_COMPACT`: a
     /// consistent snapshot (one read transaction), free pages left out. Runs while a writer writes.
     func copy(to target: String) throws(LMDBError) {
+        // mdb_env_copy2 opens its own read transaction for the whole copy, and
+        // mdb_env_set_mapsize must not run while any transaction of this process is open (it
+        // remaps the file under it). So the copy holds the resize lock shared throughout: a
+        // writer in this process that needs a bigger map waits for the backup to finish.
+        // Unlike verify, a copy cannot be split into short transactions and stay one snapshot.
         pthread_rwlock_rdlock(resizeLock)
         defer { pthread_rwlock_unlock(resizeLock) }
         try LMDBError.check(mdb_env_copy2(handle, target, UInt32(MDB_CP_COMPACT)), "mdb_env_copy2")

@@ -80,6 +80,8 @@ final class BatchWriter {
     /// positions storing each recent correlation id inline, for correlation references. Both
     /// cover the last `referenceWindow` positions (a ring evicts older entries).
     static let referenceWindow: UInt64 = 1 << 16
+    /// Map doublings one batch may need: 24 take the default 64 MiB map past 1 PiB.
+    static let maximumGrowthsPerBatch = 24
     private var recentIDs: [EventID: UInt64] = [:]
     private var recentIDRing = [EventID?](repeating: nil, count: Int(referenceWindow))
     private var anchors: [EventID: UInt64] = [:]
@@ -209,32 +211,59 @@ final class BatchWriter {
                 }
                 trainDictionaries(touched: Array(pending.typeCountDelta.keys))
                 return
-            } catch let error as LMDBError where error.code == .mapFull && growths < 24 {
+            } catch let error as LMDBError where error.code == .mapFull {
+                if let failure = growMap(afterGrowths: growths, error, context: "committing a batch") {
+                    fail(batch, failure)
+                    return
+                }
                 growths += 1
-                growMap()
             } catch {
                 let failure = (error as? LMDBError).map { EventLogError.wrap($0, "committing a batch") }
                     ?? (error as? EventLogError) ?? EventLogError(.lmdb, "committing a batch: \(error)")
-                logger.info(
-                    "eventlog.batch.failed",
-                    metadata: ["eventlog.error": "\(failure)", "eventlog.batch.requests": "\(batch.count)"])
-                for request in batch { request.waiter.resume(throwing: failure) }
+                fail(batch, failure)
                 return
             }
         }
     }
 
-    private func growMap() {
+    /// Fails every request of a batch; nothing of it was committed.
+    private func fail(_ batch: [AppendRequest], _ failure: EventLogError) {
+        logger.warning(
+            "eventlog.batch.failed",
+            metadata: ["eventlog.error": "\(failure)", "eventlog.batch.requests": "\(batch.count)"])
+        for request in batch { request.waiter.resume(throwing: failure) }
+    }
+
+    /// Doubles the map after `MDB_MAP_FULL`; returns the error to fail the batch with when the
+    /// map cannot grow (retrying at the same size would only hit `MDB_MAP_FULL` again).
+    private func growMap(afterGrowths growths: Int, _ mapFull: LMDBError, context: String) -> EventLogError? {
         let current = environment.mapSizeBytes
-        let target = current * 2
+        guard growths < Self.maximumGrowthsPerBatch else {
+            return EventLogError(
+                .lmdb,
+                "\(context): the map is still full at \(current) bytes after doubling it "
+                    + "\(growths) times (\(mapFull))",
+                lmdb: mapFull)
+        }
+        let (target, overflow) = current.multipliedReportingOverflow(by: 2)
+        guard !overflow else {
+            return EventLogError(.lmdb, "\(context): the map is full at \(current) bytes, which cannot double",
+                                 lmdb: mapFull)
+        }
         do {
             try environment.setMapSize(target)
-            logger.info(
-                "eventlog.map.grown",
-                metadata: ["eventlog.map.bytes.before": "\(current)", "eventlog.map.bytes.after": "\(target)"])
         } catch {
-            logger.info("eventlog.map.growFailed", metadata: ["eventlog.error": "\(error)"])
+            return EventLogError(
+                .lmdb,
+                "\(context): the map is full at \(current) bytes and could not grow to \(target) bytes "
+                    + "(\(error)); free disk space, or open the log with a larger "
+                    + "EventLogOptions.initialMapSizeBytes",
+                lmdb: error)
         }
+        logger.info(
+            "eventlog.map.grown",
+            metadata: ["eventlog.map.bytes.before": "\(current)", "eventlog.map.bytes.after": "\(target)"])
+        return nil
     }
 
     private func writeAndCommit(_ batch: [AppendRequest], recordedAt: Int64) throws -> ([Outcome], Pending) {
@@ -489,7 +518,8 @@ final class BatchWriter {
 
     private func storeDictionary(_ record: DictionaryRecord) throws {
         preconditionOnWriterThread()
-        for _ in 0..<24 {
+        var growths = 0
+        while true {
             do {
                 let txn = try WriteTransaction(environment: environment)
                 do {
@@ -501,10 +531,12 @@ final class BatchWriter {
                 try txn.commit()
                 return
             } catch let error as LMDBError where error.code == .mapFull {
-                growMap()
+                if let failure = growMap(afterGrowths: growths, error, context: "storing dictionary \(record.id)") {
+                    throw failure
+                }
+                growths += 1
             }
         }
-        throw EventLogError(.lmdb, "storing dictionary \(record.id): the map would not grow enough")
     }
 
     static func now() -> Int64 {
