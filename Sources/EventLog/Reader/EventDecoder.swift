@@ -116,18 +116,21 @@ final class EventDecoder {
     /// Recently decoded events by position modulo the size: a scan finds referenced ids here.
     /// Allocated on first use, so a read of a few events does not pay for the whole ring.
     @exclusivity(unchecked) private var lenders: [Lender] = []
+    /// A power of two: the slot is the position's low bits (a mask, not a 64-bit division, twice
+    /// per event).
     private static let lenderCount = 8192
+    private static let lenderMask = UInt64(lenderCount - 1)
 
     private func remember(_ position: UInt64, _ envelope: Envelope) {
         var correlation: EventID?
         if case .inline(let id) = envelope.correlation { correlation = id }
         if lenders.isEmpty { lenders = Array(repeating: Lender(), count: Self.lenderCount) }
-        lenders[Int(position % UInt64(lenders.count))] = Lender(position: position, id: envelope.id, correlation: correlation)
+        lenders[Int(position & Self.lenderMask)] = Lender(position: position, id: envelope.id, correlation: correlation)
     }
 
     private func lender(_ position: UInt64, for referrer: LogPosition, _ txn: ReadTransaction) throws -> Lender {
         if lenders.isEmpty { lenders = Array(repeating: Lender(), count: Self.lenderCount) }
-        let slot = Int(position % UInt64(lenders.count))
+        let slot = Int(position & Self.lenderMask)
         if lenders[slot].position == position { return lenders[slot] }
         guard let bytes = try txn.get(txn.dbs.events, Keys.position(position)) else {
             throw EventLogError.corrupt(referrer, "refers to position \(position), which holds no event")
