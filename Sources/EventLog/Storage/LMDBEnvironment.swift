@@ -243,15 +243,28 @@ final class LMDBEnvironment: @unchecked Sendable {
 
     /// Copies the environment to `target` (an empty directory) with `MDB_CP_COMPACT`: a
     /// consistent snapshot (one read transaction), free pages left out. Runs while a writer writes.
-    func copy(to target: String) throws(LMDBError) {
+    func copy(to target: String) throws {
         // mdb_env_copy2 opens its own read transaction for the whole copy, and
         // mdb_env_set_mapsize must not run while any transaction of this process is open (it
         // remaps the file under it). So the copy holds the resize lock shared throughout: a
         // writer in this process that needs a bigger map waits for the backup to finish.
         // Unlike verify, a copy cannot be split into short transactions and stay one snapshot.
-        pthread_rwlock_rdlock(resizeLock)
-        defer { pthread_rwlock_unlock(resizeLock) }
-        try LMDBError.check(mdb_env_copy2(handle, target, UInt32(MDB_CP_COMPACT)), "mdb_env_copy2")
+        for _ in 0..<8 {
+            pthread_rwlock_rdlock(resizeLock)
+            let rc = mdb_env_copy2(handle, target, UInt32(MDB_CP_COMPACT))
+            pthread_rwlock_unlock(resizeLock)
+            // A writer in another process grew the map since this process opened it: the
+            // copy's read transaction refuses to begin. mdb_env_copy2 has already created the
+            // (still empty) target file with O_EXCL, so remove it before adopting and retrying.
+            if rc == MDB_MAP_RESIZED {
+                unlink(target + "/" + Self.dataFileName)
+                try adoptGrownMap()
+                continue
+            }
+            try LMDBError.check(rc, "mdb_env_copy2")
+            return
+        }
+        throw EventLogError(.lmdb, "the map kept growing under the copy")
     }
 
     static func canonicalPath(_ path: String) -> String {
