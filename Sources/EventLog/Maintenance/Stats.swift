@@ -173,9 +173,12 @@ extension EventLogReader {
         }
         do {
             try environment.copy(to: target)
-        } catch {
+        } catch let error as LMDBError {
             unlink(dataPath)
             throw EventLogError.wrap(error, "backup of \(directory) to \(target)")
+        } catch {
+            unlink(dataPath)
+            throw error
         }
         logger.info("eventlog.backup.done", metadata: ["eventlog.backup.target": "\(target)"])
     }
