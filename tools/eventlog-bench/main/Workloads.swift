@@ -167,22 +167,6 @@ func fileBytes(_ path: String) -> UInt64 {
     return (attributes?[.size] as? NSNumber)?.uint64Value ?? 0
 }
 
-extension Duration {
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
-    }
-}
-
-extension Array where Element == Duration {
-    /// Nearest-rank percentile of a sorted array; zero when empty.
-    func percentile(_ p: Double) -> Duration {
-        guard !isEmpty else { return .zero }
-        let rank = Int((p * Double(count)).rounded(.up)) - 1
-        return self[Swift.min(Swift.max(rank, 0), count - 1)]
-    }
-}
-
 func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
     guard !sorted.isEmpty else { return 0 }
