@@ -25,7 +25,9 @@ let package = Package(
         .library(name: "EventLog", targets: ["EventLog"]),
         .library(name: "EventLogTesting", targets: ["EventLogTesting"]),
         .library(name: "Engine", targets: ["Engine"]),
+        .library(name: "Fleet", targets: ["Fleet"]),
         .library(name: "Providers", targets: ["Providers"]),
+        .library(name: "Workflows", targets: ["Workflows"]),
         .library(name: "KubeSimKit", targets: ["KubeSimKit"]),
     ],
     dependencies: [
@@ -82,6 +84,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: domain
+        // Cluster API manifests, Kubernetes versions and skew rules, fleet projections.
+        .target(
+            name: "Fleet",
+            dependencies: [
+                "EventLog", "Engine",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: providers
         .target(
             name: "Providers",
@@ -90,6 +104,18 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: workflows
+        // The lifecycle workflows: pure deciders and the executors that call the cluster APIs.
+        .target(
+            name: "Workflows",
+            dependencies: [
+                "Engine", "Fleet", "Providers",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "workflows",
             swiftSettings: swiftSettings
         ),
 
@@ -193,6 +219,16 @@ let package = Package(
             name: "EngineTests",
             dependencies: ["Engine", "EventLog", "engine-crash-driver"],
             exclude: ["Fixtures"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FleetTests",
+            dependencies: ["Fleet", "EventLog", "Engine"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WorkflowsTests",
+            dependencies: ["Workflows", "Fleet", "Engine", "Providers", "KubeSimKit", "kube-sim", "CapstanCLI"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
