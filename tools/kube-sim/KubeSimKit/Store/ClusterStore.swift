@@ -53,8 +53,11 @@ struct AdmissionAttempt: Sendable {
 /// client-go's `testing/fixture.go` does: keyed by resource, namespace and name, copied in
 /// and out (values), listed in key order, with real Status errors.
 ///
-/// One lock guards everything; every operation is a short critical section, and watchers
-/// and controllers are told after the change is committed.
+/// One lock guards everything; every operation is a short critical section. Nothing outside
+/// the store is called under that lock: a commit queues its watch events in an outbox, and
+/// they are handed to the watchers after the lock is released (a watcher's cancel handler
+/// takes the store lock to unregister, from inside the task cancel, so yielding under the
+/// store lock deadlocked). Controllers are told after the commit too.
 final class ClusterStore: Sendable {
     /// `management`, or `<namespace>/<name>` for a workload cluster.
     let cluster: String
@@ -63,6 +66,9 @@ final class ClusterStore: Sendable {
     let random: SimRandom
     private let state: Mutex<State>
     private let hooks: Mutex<Hooks>
+    /// Held while events are handed to watchers, so every watcher gets them in commit order.
+    /// Lock order: `delivery`, then `state`; never the other way round.
+    private let delivery = Mutex(())
 
     struct Hooks {
         var admission: (@Sendable (AdmissionAttempt) throws -> Void)?
@@ -86,6 +92,8 @@ final class ClusterStore: Sendable {
         var historyDroppedThrough: Int64 = 0
         var watchers: [Int: Watcher] = [:]
         var nextWatcherID = 0
+        /// Events committed but not yet handed to their watchers, in commit order.
+        var outbox: [(watcher: Int, continuation: AsyncStream<WatchEvent>.Continuation, event: WatchEvent)] = []
         /// PodDisruptionBudgets told by `/_sim` to refuse every eviction until a time.
         var blockedBudgets: [ObjectKey: Date] = [:]
 
@@ -212,24 +220,25 @@ final class ClusterStore: Sendable {
     ) throws -> AsyncStream<WatchEvent> {
         let (stream, continuation) = AsyncStream<WatchEvent>.makeStream()
         let fieldSelector = fields ?? (try! FieldSelector(parsing: ""))
-        let id: Int = try state.withLock { state in
+        // Under `delivery`, so no later commit's event reaches this watcher before its first ones.
+        let id: Int = try delivery.withLock { _ in
+            let (id, initial) = try state.withLock { state -> (Int, [WatchEvent]) in
             func matches(_ event: WatchEvent) -> Bool {
                 event.resource == resource && (namespace == nil || event.object.namespace == namespace)
                     && labels.matches(event.object.labels) && fieldSelector.matches(event.object)
             }
+            var initial: [WatchEvent] = []
             if let resourceVersion, resourceVersion > 0 {
                 if resourceVersion < state.historyDroppedThrough {
                     throw APIError.gone("too old resource version: \(resourceVersion) (\(state.historyDroppedThrough))")
                 }
-                for event in state.history where event.resourceVersion > resourceVersion && matches(event) {
-                    continuation.yield(event)
-                }
+                initial = state.history.filter { $0.resourceVersion > resourceVersion && matches($0) }
             } else {
                 for key in state.sortedKeys(resource, namespace: namespace) {
                     let object = state.object(resource, key)!
                     let event = WatchEvent(
                         type: "ADDED", object: object, resourceVersion: object.resourceVersionNumber, resource: resource)
-                    if matches(event) { continuation.yield(event) }
+                    if matches(event) { initial.append(event) }
                 }
             }
             let id = state.nextWatcherID
@@ -237,6 +246,9 @@ final class ClusterStore: Sendable {
             state.watchers[id] = Watcher(
                 resource: resource, namespace: namespace, labels: labels, fields: fieldSelector,
                 continuation: continuation)
+            return (id, initial)
+            }
+            for event in initial { continuation.yield(event) }
             return id
         }
         continuation.onTermination = { [weak self] _ in
@@ -552,10 +564,10 @@ final class ClusterStore: Sendable {
             state.historyDroppedThrough = state.history[ClusterStore.historyMax - 1].resourceVersion
             state.history.removeFirst(ClusterStore.historyMax)
         }
-        for watcher in state.watchers.values where watcher.resource == resource {
+        for (id, watcher) in state.watchers where watcher.resource == resource {
             if let namespace = watcher.namespace, namespace != key.namespace { continue }
             guard watcher.labels.matches(eventObject.labels), watcher.fields.matches(eventObject) else { continue }
-            watcher.continuation.yield(event)
+            state.outbox.append((id, watcher.continuation, event))
         }
         let uid = eventObject.uid ?? ""
         let changes = Ledger.changes(from: old, to: stored, redact: resource == .secrets)
@@ -569,9 +581,31 @@ final class ClusterStore: Sendable {
         return (eventObject, StoreChange(verb: verb, resource: resource, old: old, new: stored, actor: actor))
     }
 
+    /// Hands queued events to their watchers, then tells the controllers. Called after every
+    /// commit, with the store lock released.
     private func notify(_ change: StoreChange?) {
+        deliverQueuedEvents()
         guard let change, let onChange = hooks.withLock({ $0.onChange }) else { return }
         onChange(change)
+    }
+
+    /// Yields the outbox in commit order. Whoever takes the outbox delivers every event queued
+    /// so far; a committer whose events another thread took waits on `delivery` until they are
+    /// handed out, so a write still returns only after its watchers have its event.
+    private func deliverQueuedEvents() {
+        delivery.withLock { _ in
+            let batch = state.withLock { state in
+                defer { state.outbox.removeAll(keepingCapacity: true) }
+                return state.outbox
+            }
+            var ended: [Int] = []
+            for item in batch {
+                if case .terminated = item.continuation.yield(item.event) { ended.append(item.watcher) }
+            }
+            if !ended.isEmpty {
+                state.withLock { state in for id in ended { state.watchers[id] = nil } }
+            }
+        }
     }
 
     private func checkedBody(_ resource: ResourceType, body: JSON) throws -> JSON {
