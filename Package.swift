@@ -45,6 +45,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        // `capstan serve --metrics-address`: swift-metrics API, Prometheus exposition.
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
     ],
     targets: [
         // MARK: C libraries (Debian packages; see .ci/run)
@@ -114,6 +117,7 @@ let package = Package(
             dependencies: [
                 "Engine", "Fleet", "Providers",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             path: "workflows",
             swiftSettings: swiftSettings
@@ -123,9 +127,13 @@ let package = Package(
         .executableTarget(
             name: "CapstanCLI",
             dependencies: [
-                "EventLog", "EventLogTesting",
+                "EventLog", "EventLogTesting", "Engine", "Providers", "Workflows",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
         ),
