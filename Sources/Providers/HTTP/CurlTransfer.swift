@@ -88,9 +88,20 @@ final class CurlTransfer {
             set(CURLOPT_SSL_VERIFYPEER, 1)
             set(CURLOPT_SSL_VERIFYHOST, 2)
         }
+        // A kubeconfig's CA is the only trust anchor, as for kubectl. libcurl4-openssl on Debian
+        // is built with a default bundle (/etc/ssl/certs/ca-certificates.crt) and a default CA
+        // directory (/etc/ssl/certs); CAINFO or CAINFO_BLOB replaces the bundle but the directory
+        // would still be searched, so any system-trusted certificate would verify. Both defaults
+        // are cleared (NULL: "no CA path"/"no CA bundle"). No CA fallback is built in
+        // (curl-config --configure has no --with-ca-fallback), so nothing else is consulted.
         switch tls.certificateAuthority {
-        case .file(let path): set(CURLOPT_CAINFO, string: path)
-        case .pem(let pem): setBlob(CURLOPT_CAINFO_BLOB, pem.exposedBytes)
+        case .file(let path):
+            set(CURLOPT_CAINFO, string: path)
+            clear(CURLOPT_CAPATH)
+        case .pem(let pem):
+            setBlob(CURLOPT_CAINFO_BLOB, pem.exposedBytes)
+            clear(CURLOPT_CAINFO)
+            clear(CURLOPT_CAPATH)
         case nil: break
         }
         switch tls.clientCertificate {
@@ -126,6 +137,11 @@ final class CurlTransfer {
     private func set(_ option: CURLoption, string: String) {
         // curl copies string options (`curl_easy_setopt(3)`: "strings are copied" since 7.17).
         check(capstan_curl_easy_setopt_string(easy, option, string))
+    }
+
+    /// Sets a string option to NULL, its "none" (not its built-in default).
+    private func clear(_ option: CURLoption) {
+        check(capstan_curl_easy_setopt_string(easy, option, nil))
     }
 
     private func set(_ option: CURLoption, pointer: UnsafeMutableRawPointer) {
