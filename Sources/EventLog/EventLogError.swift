@@ -46,6 +46,8 @@ public struct EventLogError: Error, Sendable, CustomStringConvertible {
     public var lmdb: LMDBError?
     /// For `.corrupt`: the kind of damage, so `verify` classifies it without reading the message.
     var damage: Damage?
+    /// For `.corrupt` with damage `.damagedPage`: the damaged page of the data file.
+    var page: UInt64?
 
     /// What a `.corrupt` error found.
     enum Damage: Sendable, Hashable {
@@ -59,6 +61,8 @@ public struct EventLogError: Error, Sendable, CustomStringConvertible {
         case truncatedFile
         /// Neither meta page of the data file is valid.
         case noValidMetaPage
+        /// A B-tree page of the data file is damaged (`page` names it): LMDB must not read it.
+        case damagedPage
     }
 
     public init(

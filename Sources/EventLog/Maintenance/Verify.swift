@@ -32,15 +32,24 @@ public struct VerifyReport: Sendable, CustomStringConvertible {
             case truncatedFile
             /// LMDB could not read part of the file, or it could not be opened.
             case unreadable
+            /// An interned name and the hash table that finds it disagree: the name's bytes or
+            /// its `names` entry are damaged (names carry no checksum of their own).
+            case damagedName
+            /// A B-tree page of the data file is damaged (`page` names it); LMDB cannot be
+            /// trusted to read the log, so nothing after it is checked.
+            case damagedPage
         }
 
         public var kind: Kind
         public var position: LogPosition?
         public var stream: StreamID?
         public var message: String
+        /// The damaged page of the data file (`.damagedPage`).
+        public var page: UInt64? = nil
 
         public var description: String {
             var parts = [kind.rawValue]
+            if let page { parts.append("page \(page)") }
             if let position { parts.append("position \(position)") }
             if let stream { parts.append("stream \(stream)") }
             return parts.joined(separator: " ") + ": " + message
@@ -87,9 +96,11 @@ extension EventLogReader {
             case .checksumMismatch: kind = .checksumMismatch
             case .malformedEnvelope: kind = .malformedEnvelope
             case .missingName: kind = .missingName
+            case .damagedPage: kind = .damagedPage
             case .noValidMetaPage, nil: kind = .unreadable
             }
-            report.problems.append(.init(kind: kind, position: error.position, stream: nil, message: error.message))
+            report.problems.append(.init(kind: kind, position: error.position, stream: nil, message: error.message,
+                                         page: error.page))
             return report
         } catch let error as EventLogError where error.code == .lmdb {
             var report = VerifyReport(directory: directory)
@@ -117,13 +128,24 @@ extension EventLogReader {
                 var checker = VerifyChecker(decoder: decoder)
                 // Dictionaries in the same snapshot as the end: every event up to it was
                 // committed after (or with) the dictionary it names.
-                let end = try environment.read { txn in
+                // First the structure of every page of this snapshot (pread, never the map): a
+                // page damaged since the log was opened must not crash the walk below.
+                let end = try environment.read { txn -> UInt64? in
+                    do {
+                        _ = try environment.checkPages(txn.txn)
+                    } catch let error as EventLogError where error.damage == .damagedPage || error.damage == .noValidMetaPage {
+                        report.problems.append(.init(kind: .damagedPage, position: nil, stream: nil,
+                                                     message: error.message, page: error.page))
+                        return nil
+                    }
                     checker.checkDictionaries(txn, &report)
                     return try txn.lastPosition().rawValue
                 }
+                guard let end else { return }
                 try checker.readIndex(through: end, environment, &report)
                 try checker.checkEvents(through: end, environment, &report)
                 checker.compareIndex(&report)
+                for kind in NameKind.allCases { try checker.checkNames(kind, environment, &report) }
             }
         } catch let error as LMDBError {
             report.problems.append(.init(kind: .unreadable, position: nil, stream: nil, message: "\(error)"))
@@ -229,6 +251,15 @@ private struct VerifyChecker {
         var checked = 0
         while let current = entry {
             if checked == Self.eventsPerTransaction { return false }
+            // Keys must increase: a resume seek that lands before the last key seen (keys out
+            // of order across pages) would check the same events again and again.
+            if let last = lastEventKey, !Self.ascending(last, current.key) {
+                report.problems.append(.init(
+                    kind: .malformedEnvelope, position: nil, stream: nil,
+                    message: "events: keys out of order after \(last.count)-byte key \(last.map { String($0, radix: 16) }.joined()); "
+                        + "the rest of the events are not checked"))
+                return true
+            }
             lastEventKey = Array(current.key)
             checked += 1
             guard let raw = Keys.readBigEndian(current.key, UInt64.self) else {
@@ -255,6 +286,12 @@ private struct VerifyChecker {
             entry = try cursor.get(MDB_NEXT)
         }
         return true
+    }
+
+    /// LMDB's default key order: bytes, then length.
+    static func ascending(_ previous: [UInt8], _ key: UnsafeRawBufferPointer) -> Bool {
+        for (a, b) in zip(previous, key) where a != b { return a < b }
+        return previous.count < key.count
     }
 
     private mutating func check(
@@ -291,6 +328,7 @@ private struct VerifyChecker {
                 case .missingName: kind = .missingName
                 case .checksumMismatch: kind = .checksumMismatch
                 case .truncatedFile: kind = .truncatedFile
+                case .damagedPage: kind = .damagedPage
                 case .malformedEnvelope, .noValidMetaPage, nil: kind = .malformedEnvelope
                 }
                 report.problems.append(.init(kind: kind, position: position, stream: streamID, message: error.message))
@@ -325,11 +363,20 @@ private struct VerifyChecker {
     mutating func readIndex(through end: UInt64, _ environment: LMDBEnvironment, _ report: inout VerifyReport)
         throws
     {
+        // Every loop over stored data has a bound: each record is read at most twice (once by
+        // its stream's walk, once when seeking to the next stream), whatever the keys say.
+        let records = try environment.read { try $0.entryCount($0.dbs.streamIndex) }
+        indexStepLimit = 2 * records + 16
         var nextStream: UInt32? = 0
         while let first = nextStream {
             nextStream = try environment.read { txn in try readIndexChunk(from: first, through: end, txn, &report) }
         }
     }
+
+    /// Where the index walk stopped: the last stream number read, and records stepped over.
+    var lastIndexedStream: UInt32?
+    var indexSteps = 0
+    var indexStepLimit = 0
 
     /// Reads streams from number `first`; returns the number to go on from, nil when done.
     private mutating func readIndexChunk(
@@ -339,6 +386,14 @@ private struct VerifyChecker {
         var entry = try StreamIndex.key(first, 0).withUnsafeBytes { try cursor.get(MDB_SET_RANGE, key: $0) }
         var records = 0
         while let current = entry {
+            indexSteps += 1
+            guard indexSteps <= indexStepLimit else {
+                report.problems.append(.init(
+                    kind: .danglingIndexEntry, position: nil, stream: nil,
+                    message: "stream index: more than \(indexStepLimit) steps over its records (keys out of order?); "
+                        + "the rest of the index is not checked"))
+                return nil
+            }
             guard current.key.count == 8,
                 let number = Keys.readBigEndian(UnsafeRawBufferPointer(rebasing: current.key[0..<4]), UInt32.self)
             else {
@@ -347,11 +402,25 @@ private struct VerifyChecker {
                 entry = try cursor.get(MDB_NEXT)
                 continue
             }
+            // A seek that lands on a stream already read: the keys are out of order, and
+            // seeking on would go round forever.
+            if let last = lastIndexedStream, number <= last {
+                report.problems.append(.init(
+                    kind: .danglingIndexEntry, position: nil, stream: nil,
+                    message: "stream index: stream number \(number) follows stream number \(last) "
+                        + "(keys out of order); the rest of the index is not checked"))
+                return nil
+            }
             if records >= Self.indexRecordsPerTransaction { return number }
+            lastIndexedStream = number
             var entries: [(revision: UInt64, position: UInt64)] = []
             do {
                 try txn.forEachPosition(ofStream: number, from: 0) { revision, position in
-                    if revision % StreamIndex.chunkSize == 0 { records += 1 }
+                    if revision % StreamIndex.chunkSize == 0 {
+                        records += 1
+                        indexSteps += 1
+                        if indexSteps > indexStepLimit { return false }
+                    }
                     // Entries of events appended after verify began are not checked.
                     guard position.rawValue <= end else { return true }
                     entries.append((revision, position.rawValue))
@@ -372,6 +441,107 @@ private struct VerifyChecker {
             entry = try StreamIndex.key(number + 1, 0).withUnsafeBytes { try cursor.get(MDB_SET_RANGE, key: $0) }
         }
         return nil
+    }
+
+    /// Names checked per read transaction.
+    static let namesPerTransaction = 4096
+
+    /// Checks that numbers of `kind` run 1, 2, 3… and that each name's hash entry in `names`
+    /// lists its number, and that every `names` entry of `kind` names a number whose name
+    /// hashes to it. Decoding cannot see a damaged name (it is just other text), so this is
+    /// what finds one.
+    mutating func checkNames(_ kind: NameKind, _ environment: LMDBEnvironment, _ report: inout VerifyReport) throws {
+        var resume: UInt32 = 0
+        var finished = false
+        while !finished {
+            finished = try environment.read { txn in
+                let cursor = try txn.cursor(txn.dbs.numbers(kind))
+                let hashes = try txn.cursor(txn.dbs.names)
+                var entry = try Keys.bigEndian(resume + 1).withUnsafeBytes { try cursor.get(MDB_SET_RANGE, key: $0) }
+                var checked = 0
+                while let current = entry {
+                    if checked == Self.namesPerTransaction { return false }
+                    checked += 1
+                    guard let number = Keys.readBigEndian(current.key, UInt32.self), number > resume else {
+                        report.problems.append(.init(
+                            kind: .damagedName, position: nil, stream: nil,
+                            message: "\(kind.label) names: a key of \(current.key.count) bytes after number \(resume)"))
+                        return true
+                    }
+                    if number != resume + 1 {
+                        report.problems.append(.init(
+                            kind: .damagedName, position: nil, stream: nil,
+                            message: "\(kind.label) numbers \(resume + 1)...\(number - 1) have no name"))
+                    }
+                    resume = number
+                    let name = String(decoding: current.value, as: UTF8.self)
+                    if !(try Self.hashEntry(hashes, kind.hashKey(name), lists: number)) {
+                        report.problems.append(.init(
+                            kind: .damagedName, position: nil, stream: kind == .stream ? StreamID(name) : nil,
+                            message: "\(kind.label) number \(number) is named \"\(name.prefix(80))\", "
+                                + "but the names table does not list it under that name's hash (damaged name)"))
+                    }
+                    entry = try cursor.get(MDB_NEXT)
+                }
+                return true
+            }
+        }
+        // The other way: every hash entry of this kind names an existing number with a
+        // matching name. One pass; a few entries per stream, so also in bounded transactions.
+        var resumeKey = [kind.rawValue]
+        var first = true
+        finished = false
+        while !finished {
+            finished = try environment.read { txn in
+                let hashes = try txn.cursor(txn.dbs.names)
+                var entry = try resumeKey.withUnsafeBytes { try hashes.get(MDB_SET_RANGE, key: $0) }
+                if !first, let found = entry, found.key.elementsEqual(resumeKey) {
+                    entry = try hashes.get(MDB_NEXT_NODUP)
+                }
+                first = false
+                var checked = 0
+                while let current = entry, current.key.first == kind.rawValue {
+                    if checked == Self.namesPerTransaction { return false }
+                    checked += 1
+                    guard VerifyChecker.ascending(resumeKey, current.key) || resumeKey == [kind.rawValue] else {
+                        report.problems.append(.init(kind: .damagedName, position: nil, stream: nil,
+                                                     message: "names: keys out of order"))
+                        return true
+                    }
+                    resumeKey = Array(current.key)
+                    let duplicates = try hashes.duplicateCount()
+                    var value: UnsafeRawBufferPointer? = current.value
+                    for index in 0..<duplicates {
+                        if index > 0 { value = try hashes.get(MDB_NEXT_DUP)?.value }
+                        guard let value else { break }
+                        let number = Keys.readBigEndian(value, UInt32.self)
+                        let name = try number.flatMap { try txn.name(of: $0, kind: kind) }
+                        if number == nil || name == nil || !kind.hashKey(name!).elementsEqual(current.key) {
+                            report.problems.append(.init(
+                                kind: .damagedName, position: nil, stream: nil,
+                                message: "names: a \(kind.label) hash entry lists "
+                                    + (number.map { "number \($0)" } ?? "a value of \(value.count) bytes")
+                                    + (name == nil ? ", which has no name" : ", whose name hashes elsewhere")))
+                        }
+                    }
+                    entry = try hashes.get(MDB_NEXT_NODUP)
+                }
+                return true
+            }
+        }
+    }
+
+    /// Whether the duplicates under `key` in `names` include `number`.
+    static func hashEntry(_ cursor: Cursor, _ key: [UInt8], lists number: UInt32) throws -> Bool {
+        var entry = try key.withUnsafeBytes { try cursor.get(MDB_SET_KEY, key: $0) }
+        guard entry != nil else { return false }
+        let duplicates = try cursor.duplicateCount()
+        for _ in 0..<duplicates {
+            guard let current = entry else { return false }
+            if Keys.readBigEndian(current.value, UInt32.self) == number { return true }
+            entry = try cursor.get(MDB_NEXT_DUP)
+        }
+        return false
     }
 
     mutating func compareIndex(_ report: inout VerifyReport) {

@@ -18,6 +18,9 @@ enum DataFileCheck {
         var lastPage: UInt64
         var transactionID: UInt64
         var mapSize: UInt64
+        /// `mm_dbs[FREE_DBI]` and `mm_dbs[MAIN_DBI]`.
+        var freeDatabase: PageCheck.Record
+        var mainDatabase: PageCheck.Record
     }
 
     static let magic: UInt32 = 0xBEEF_C0DE
@@ -43,10 +46,7 @@ enum DataFileCheck {
         }
         let fileSize = Int(info.st_size)
         if fileSize == 0 { return nil }
-        let first = readMeta(fd: fd, offset: 0)
-        let pageSize = first?.pageSize ?? 4096
-        let second = readMeta(fd: fd, offset: pageSize)
-        let candidates = [first, second].compactMap { $0 }
+        let candidates = [0, 1].compactMap { readMeta(fd: fd, page: $0) }
         guard let newest = candidates.max(by: { $0.transactionID < $1.transactionID }) else {
             throw EventLogError.corrupt(
                 "\(path): no valid LMDB meta page (file of \(fileSize) bytes)", damage: .noValidMetaPage)
@@ -61,6 +61,12 @@ enum DataFileCheck {
         return (newest, fileSize)
     }
 
+    /// Meta page 0 or 1 (page 1 lies one page size, as page 0 says, from the start); nil when invalid.
+    static func readMeta(fd: Int32, page: Int) -> Meta? {
+        let offset = page == 0 ? 0 : (readMeta(fd: fd, offset: 0)?.pageSize ?? 4096)
+        return readMeta(fd: fd, offset: offset)
+    }
+
     private static func readMeta(fd: Int32, offset: Int) -> Meta? {
         var page = [UInt8](repeating: 0, count: 152)
         let got = page.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 152, off_t(offset)) }
@@ -73,6 +79,8 @@ enum DataFileCheck {
         guard pageSize >= 512, pageSize <= 65536, pageSize & (pageSize - 1) == 0 else { return nil }
         return Meta(
             pageSize: pageSize, lastPage: load(136, UInt64.self), transactionID: load(144, UInt64.self),
-            mapSize: load(32, UInt64.self))
+            mapSize: load(32, UInt64.self),
+            freeDatabase: page.withUnsafeBytes { PageCheck.Record(UnsafeRawBufferPointer(rebasing: $0[40..<88])) },
+            mainDatabase: page.withUnsafeBytes { PageCheck.Record(UnsafeRawBufferPointer(rebasing: $0[88..<136])) })
     }
 }

@@ -32,6 +32,10 @@ struct Databases: Sendable {
         ("streamNames", 0), ("eventTypeNames", 0), ("actorNames", 0), ("dictionaries", 0), ("state", 0), ("meta", 0),
     ]
 
+    /// The flags `PageCheck` expects each database record to hold.
+    static let expectedFlags: [String: UInt16] = Dictionary(
+        uniqueKeysWithValues: names.map { ($0.name, UInt16(truncatingIfNeeded: $0.flags)) })
+
     /// The number → name database of `kind`.
     func numbers(_ kind: NameKind) -> MDB_dbi {
         switch kind {
@@ -94,10 +98,44 @@ final class LMDBEnvironment: @unchecked Sendable {
                 return existing
             }
             try DataFileCheck.requireIntact(dataPath)
+            let isNew = access(dataPath, F_OK) != 0
             let environment = try LMDBEnvironment(directory: canonical, create: create, mapSizeBytes: mapSizeBytes)
+            if create && isNew {
+                // The new data file's directory entry must be durable before the first append
+                // is acknowledged: fsync on the file does not cover its name (open(2), fsync(2)).
+                try syncDirectory(canonical)
+                if let slash = canonical.lastIndex(of: "/"), slash != canonical.startIndex {
+                    try syncDirectory(String(canonical[..<slash]))
+                }
+            }
             table[canonical] = WeakEnvironment(environment: environment)
             return environment
         }
+    }
+
+    /// Directories fsynced by this process, newest last (tests check a new log syncs its own).
+    static let syncedDirectories = Mutex<[String]>([])
+
+    /// `fsync` on a directory, so entries created in it survive a power failure.
+    static func syncDirectory(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_DIRECTORY)
+        guard fd >= 0 else {
+            throw EventLogError(.system, "open \(path) to fsync it: \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else {
+            throw EventLogError(.system, "fsync of directory \(path): \(String(cString: strerror(errno)))")
+        }
+        syncedDirectories.withLock { $0.append(path) }
+    }
+
+    /// Checks every B-tree page of the snapshot `txn` reads (`PageCheck`), with `pread`: the
+    /// pages of a snapshot a read transaction holds are never reused, even by a writer in
+    /// another process.
+    func checkPages(_ txn: OpaquePointer) throws(EventLogError) -> PageCheck.Summary {
+        try PageCheck.walk(
+            path: directory + "/" + Self.dataFileName, transactionID: UInt64(mdb_txn_id(txn)),
+            expectedFlags: Databases.expectedFlags)
     }
 
     private init(directory: String, create: Bool, mapSizeBytes: Int) throws {
@@ -148,6 +186,17 @@ final class LMDBEnvironment: @unchecked Sendable {
             events: 0, streamIndex: 0, names: 0, streamNames: 0, eventTypeNames: 0, actorNames: 0, dictionaries: 0,
             state: 0, meta: 0)
         opened = true
+        // Before any B-tree page is read through the map (mdb_dbi_open reads the main
+        // database): a damaged page must be an error here, not a signal later.
+        do {
+            var txn: OpaquePointer?
+            try LMDBError.check(mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn), "mdb_txn_begin")
+            guard let txn else { preconditionFailure("mdb_txn_begin returned success without a transaction") }
+            defer { mdb_txn_abort(txn) }
+            _ = try checkPages(txn)
+        } catch let error as LMDBError {
+            throw EventLogError.wrap(error, "checking the pages of \(directory)")
+        }
         do {
             self.dbs = try openDatabases(create: create && !readOnly)
         } catch {

@@ -37,8 +37,14 @@ enum MetaKey {
     static func typeCount(_ type: UInt32) -> [UInt8] { typeCountPrefix + Keys.bigEndian(type) }
 }
 
-/// A stored dictionary: `dictionaries` value = version byte (1), varint event type number (0:
-/// shared), varint events of that type when trained, varint samples used, dictionary bytes.
+/// A stored dictionary: `dictionaries` value = version byte, varint event type number (0:
+/// shared), varint events of that type when trained, varint samples used, dictionary bytes;
+/// version 2 (written since format 2) ends with a CRC-32C (UInt32 LE) over the id key
+/// (UInt32 BE) and every byte before it. Version 1 records (no checksum) still read.
+///
+/// The checksum matters: zstd frames carry no checksum of their own (the envelope's covers
+/// the compressed bytes), so a damaged dictionary would decompress every event that names it
+/// into other bytes without any error.
 struct DictionaryRecord: Sendable {
     var id: UInt32
     var typeNumber: UInt32
@@ -46,30 +52,55 @@ struct DictionaryRecord: Sendable {
     var sampleCount: UInt64
     var bytes: [UInt8]
 
+    static let version: UInt8 = 2
+
     func encoded() -> [UInt8] {
-        let size = 1 + 30 + bytes.count
+        let size = 1 + 30 + bytes.count + 4
         return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
             var writer = ByteWriter(UnsafeMutableRawBufferPointer(buffer))
-            writer.byte(1)
+            writer.byte(Self.version)
             writer.varint(UInt64(typeNumber))
             writer.varint(eventCountAtTraining)
             writer.varint(sampleCount)
             bytes.withUnsafeBytes { writer.bytes($0) }
+            let body = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[0..<writer.offset])
+            writer.littleEndian(Self.checksum(id: id, body: body))
             count = writer.offset
         }
     }
 
+    static func checksum(id: UInt32, body: UnsafeRawBufferPointer) -> UInt32 {
+        let key = withUnsafeBytes(of: id.bigEndian) { CRC32C.checksum($0) }
+        return CRC32C.checksum(body, crc: key)
+    }
+
     static func decode(id: UInt32, _ raw: UnsafeRawBufferPointer) throws(EventLogError) -> DictionaryRecord {
-        var reader = ByteReader(raw)
+        var end = raw.count
+        if raw.first == 2 {
+            guard raw.count >= 5 else {
+                throw EventLogError(.corrupt, "dictionary \(id): its record of \(raw.count) bytes is too short")
+            }
+            end = raw.count - 4
+            let stored = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: end, as: UInt32.self))
+            let computed = checksum(id: id, body: UnsafeRawBufferPointer(rebasing: raw[0..<end]))
+            guard stored == computed else {
+                throw EventLogError(
+                    .corrupt, "dictionary \(id): checksum mismatch (stored \(Envelope.hex(stored)), "
+                        + "computed \(Envelope.hex(computed))): its record is damaged")
+            }
+        }
+        let body = UnsafeRawBufferPointer(rebasing: raw[0..<end])
+        var reader = ByteReader(body)
         do {
-            guard try reader.byte("version") == 1 else {
+            let version = try reader.byte("version")
+            guard version == 1 || version == 2 else {
                 throw ByteReader.Failure.overlong(field: "version")
             }
             let type = try reader.varint("eventType")
             let count = try reader.varint("eventCount")
             let samples = try reader.varint("sampleCount")
             guard let type32 = UInt32(exactly: type) else { throw ByteReader.Failure.overlong(field: "eventType") }
-            let bytes = Array(UnsafeRawBufferPointer(rebasing: raw[reader.offset...]))
+            let bytes = Array(UnsafeRawBufferPointer(rebasing: body[reader.offset...]))
             return DictionaryRecord(
                 id: id, typeNumber: type32, eventCountAtTraining: count, sampleCount: samples, bytes: bytes)
         } catch {

@@ -38,6 +38,13 @@ enum StreamIndex {
         var previous: UInt64 = 0
         do {
             while reader.offset < bytes.count {
+                // Bounded by what a chunk may hold, not by the stored length (which damage can
+                // make megabytes long).
+                guard positions.count < Int(chunkSize) else {
+                    throw EventLogError(
+                        .corrupt, "stream index of stream number \(stream), chunk \(chunk): more than \(chunkSize) entries "
+                            + "in \(bytes.count) bytes")
+                }
                 let delta = try reader.varint("streamIndex")
                 guard delta > 0 || positions.isEmpty, previous <= UInt64.max - delta else {
                     throw ByteReader.Failure.overlong(field: "streamIndex")
@@ -101,6 +108,8 @@ extension ReadTransaction {
                 if revision < from { continue }
                 guard try body(revision, LogPosition(position)) else { return }
             }
+            // Chunk numbers are UInt32: a damaged index naming the last one ends here.
+            guard chunk < .max else { return }
             chunk += 1
             entry = try cursor.get(MDB_NEXT)
         }
