@@ -117,6 +117,11 @@ public final class EventLog: Sendable {
         return PreparedEvent(proposed: event, compressed: compressed, dictionaryID: dictionary?.id ?? 0)
     }
 
+    /// The error the writer stopped with after an I/O error or LMDB's panic state, nil while it
+    /// runs (or after a plain `close()`). Once set, every append fails with it: report it, and
+    /// reopen the log after the disk is fixed.
+    public var writerFailure: EventLogError? { inbox.stopError }
+
     /// Stops intake, commits what is queued, and joins the writer thread. Idempotent.
     public func close() async {
         inbox.close()

@@ -69,6 +69,13 @@ final class LMDBEnvironment: @unchecked Sendable {
     let changes = ChangeNotifier()
     /// Decoding caches shared by the readers of this process.
     let caches = ReaderCaches()
+    /// Times a write transaction of this process met `MDB_MAP_FULL` (tests and stats).
+    let mapFullCount = Atomic<Int>(0)
+    /// Tests only: an error code every commit of the writer fails with (sticky, like a panic).
+    let injectedCommitError = Mutex<Int32?>(nil)
+    /// Set while the writer waits to grow the map ahead of need: new read transactions hold
+    /// back briefly so a steady stream of them cannot keep the writer out.
+    private let growthPending = Atomic<Bool>(false)
 
     static let dataFileName = "data.mdb"
     private static let registry = Mutex<[String: WeakEnvironment]>([:])
@@ -241,6 +248,13 @@ final class LMDBEnvironment: @unchecked Sendable {
     /// Adopts a map grown by another process (`MDB_MAP_RESIZED` → `mdb_env_set_mapsize(env, 0)`)
     /// and retries. Bytes handed to `body` are valid only inside it.
     func read<R>(_ body: (ReadTransaction) throws -> R) throws -> R {
+        // Bounded (2 ms): a reader nested in another of this thread must not wait for a
+        // growth that waits for the outer one.
+        var spins = 0
+        while growthPending.load(ordering: .acquiring) && spins < 40 {
+            usleep(50)
+            spins += 1
+        }
         for _ in 0..<8 {
             pthread_rwlock_rdlock(resizeLock)
             var txn: OpaquePointer?
@@ -281,6 +295,30 @@ final class LMDBEnvironment: @unchecked Sendable {
         pthread_rwlock_wrlock(resizeLock)
         defer { pthread_rwlock_unlock(resizeLock) }
         try LMDBError.check(mdb_env_set_mapsize(handle, bytes), "mdb_env_set_mapsize")
+    }
+
+    /// Sets the map size if no read transaction of this process is open within
+    /// `nanoseconds`; false when it did not get the chance (nothing changed).
+    func setMapSize(_ bytes: Int, waitingAtMostNanoseconds nanoseconds: Int) throws(LMDBError) -> Bool {
+        growthPending.store(true, ordering: .releasing)
+        defer { growthPending.store(false, ordering: .releasing) }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let deadline = Int(now.tv_sec) * 1_000_000_000 + Int(now.tv_nsec) + nanoseconds
+        var until = timespec(tv_sec: deadline / 1_000_000_000, tv_nsec: deadline % 1_000_000_000)
+        guard pthread_rwlock_timedwrlock(resizeLock, &until) == 0 else { return false }
+        defer { pthread_rwlock_unlock(resizeLock) }
+        try LMDBError.check(mdb_env_set_mapsize(handle, bytes), "mdb_env_set_mapsize")
+        return true
+    }
+
+    /// Bytes of the map in use (pages up to the last one written) and the map size.
+    var usedAndMapSize: (used: Int, size: Int) {
+        var info = MDB_envinfo()
+        mdb_env_info(handle, &info)
+        var stat = MDB_stat()
+        mdb_env_stat(handle, &stat)
+        return ((info.me_last_pgno + 1) * Int(stat.ms_psize), info.me_mapsize)
     }
 
     /// The current map size in bytes (`mdb_env_info`).

@@ -159,6 +159,10 @@ final class BatchWriter {
                                maxNanoseconds: Self.lingerMaxNanoseconds, idleNanoseconds: Self.lingerIdleNanoseconds)
                 : .none
             guard let batch = inbox.takeBatch(maxEvents: options.maxBatchEvents, linger: linger) else { break }
+            if let stopped {
+                for request in batch { request.waiter.resume(throwing: stopped) }
+                continue
+            }
             storeTrainedDictionaries()
             if !batch.isEmpty {
                 process(batch)
@@ -195,10 +199,29 @@ final class BatchWriter {
         var newAnchors: [(EventID, UInt64)] = []
     }
 
+    /// An error raised while writing one request of a batch: that request fails alone and
+    /// the batch is redone without it.
+    struct RequestFailure: Error {
+        var index: Int
+        var error: any Error
+    }
+
+    /// Errors after which LMDB's environment cannot be trusted: an I/O error (the page cache
+    /// may have dropped what a failed fsync was writing; retrying would acknowledge appends
+    /// that are not on disk) and LMDB's panic state (every later call fails).
+    static func isFatal(_ error: any Error) -> Bool {
+        guard let error = error as? LMDBError else { return false }
+        return error.code == .ioError || error.code == .panic
+    }
+
+    /// The error the writer stopped with; set once, on the writer thread.
+    private(set) var stopped: EventLogError?
+
     private func process(_ batch: [AppendRequest]) {
         let recordedAt = max(Self.now(), lastRecordedAt)
         var growths = 0
-        while true {
+        var batch = batch
+        while !batch.isEmpty {
             do {
                 let (outcomes, pending) = try writeAndCommit(batch, recordedAt: recordedAt)
                 apply(pending, recordedAt: recordedAt)
@@ -210,19 +233,70 @@ final class BatchWriter {
                     }
                 }
                 trainDictionaries(touched: Array(pending.typeCountDelta.keys))
+                growAheadOfNeed()
                 return
+            } catch let failure as RequestFailure where !Self.isFatal(failure.error) {
+                // Only this request is at fault (a damaged index chunk of its stream, say):
+                // it fails alone, the others are written again without it.
+                let request = batch.remove(at: failure.index)
+                let error = Self.eventLogError(failure.error, "appending")
+                logger.warning(
+                    "eventlog.request.failed",
+                    metadata: ["eventlog.error": "\(error)", "eventlog.batch.requests": "\(batch.count + 1)"])
+                request.waiter.resume(throwing: error)
             } catch let error as LMDBError where error.code == .mapFull {
+                environment.mapFullCount.add(1, ordering: .relaxed)
                 if let failure = growMap(afterGrowths: growths, error, context: "committing a batch") {
                     fail(batch, failure)
                     return
                 }
                 growths += 1
             } catch {
-                let failure = (error as? LMDBError).map { EventLogError.wrap($0, "committing a batch") }
-                    ?? (error as? EventLogError) ?? EventLogError(.lmdb, "committing a batch: \(error)")
+                let cause = (error as? RequestFailure)?.error ?? error
+                let failure = Self.eventLogError(cause, "committing a batch")
                 fail(batch, failure)
+                if Self.isFatal(cause) { stop(failure) }
                 return
             }
+        }
+    }
+
+    static func eventLogError(_ error: any Error, _ context: String) -> EventLogError {
+        (error as? LMDBError).map { EventLogError.wrap($0, context) }
+            ?? (error as? EventLogError) ?? EventLogError(.lmdb, "\(context): \(error)")
+    }
+
+    /// Stops taking appends after a fatal error: what is queued and every later append fail
+    /// with an error naming the cause; the writer thread ends and releases the lock.
+    private func stop(_ cause: EventLogError) {
+        var error = EventLogError(
+            cause.code,
+            "the event log's writer stopped after a fatal error and takes no more appends "
+                + "(reopen the log once the disk is fixed): \(cause.message)", lmdb: cause.lmdb)
+        error.damage = cause.damage
+        stopped = error
+        logger.error("eventlog.writer.stoppedAfterFailure", metadata: ["eventlog.error": "\(cause)"])
+        inbox.fail(error)
+    }
+
+    /// Grows the map while it is still half empty, when no read transaction of this process
+    /// holds it (a brief wait at most), so `MDB_MAP_FULL`, where the writer must wait for every
+    /// reader and a running backup, is not reached in steady operation.
+    private func growAheadOfNeed() {
+        let (used, size) = environment.usedAndMapSize
+        guard used > size / 2 else { return }
+        let (target, overflow) = size.multipliedReportingOverflow(by: 2)
+        guard !overflow else { return }
+        do {
+            if try environment.setMapSize(target, waitingAtMostNanoseconds: 2_000_000) {
+                logger.info(
+                    "eventlog.map.grownAhead",
+                    metadata: ["eventlog.map.bytes.before": "\(size)", "eventlog.map.bytes.after": "\(target)",
+                               "eventlog.map.bytes.used": "\(used)"])
+            }
+        } catch {
+            // Not fatal: the next batch tries again, and MDB_MAP_FULL still grows the map.
+            logger.info("eventlog.map.growAheadFailed", metadata: ["eventlog.error": "\(error)"])
         }
     }
 
@@ -273,8 +347,14 @@ final class BatchWriter {
         var outcomes: [Outcome] = []
         outcomes.reserveCapacity(batch.count)
         do {
-            for request in batch {
-                outcomes.append(try write(request, recordedAt: recordedAt, txn: txn, pending: &pending))
+            for (index, request) in batch.enumerated() {
+                do {
+                    outcomes.append(try write(request, recordedAt: recordedAt, txn: txn, pending: &pending))
+                } catch let error as LMDBError where error.code == .mapFull {
+                    throw error
+                } catch {
+                    throw RequestFailure(index: index, error: error)
+                }
             }
             for (type, delta) in pending.typeCountDelta {
                 let total = (typeCounts[type] ?? 0) + delta
@@ -283,6 +363,10 @@ final class BatchWriter {
         } catch {
             txn.abort()
             throw error
+        }
+        if let injected = environment.injectedCommitError.withLock({ $0 }) {
+            txn.abort()
+            throw LMDBError(code: .init(rawValue: injected), call: "mdb_txn_commit")
         }
         try txn.commit()
         return (outcomes, pending)

@@ -43,6 +43,8 @@ final class Inbox: @unchecked Sendable {
     private var reserved = 0
     private var spaceWaiters: [CheckedContinuation<Bool, Never>] = []
     private var closed = false
+    /// Why intake stopped, when it was not a plain close (the writer stopped after a fatal error).
+    private var failure: EventLogError?
     private var wakeups = 0
     let capacity: Int
 
@@ -80,7 +82,7 @@ final class Inbox: @unchecked Sendable {
             }
             switch outcome {
             case true?: return
-            case false?: throw EventLogError(.closed, "the event log is closed")
+            case false?: throw closedError()
             case nil:
                 let open = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
                     let resumeNow: Bool? = locked {
@@ -91,9 +93,29 @@ final class Inbox: @unchecked Sendable {
                     }
                     if let resumeNow { continuation.resume(returning: resumeNow) }
                 }
-                if !open { throw EventLogError(.closed, "the event log is closed") }
+                if !open { throw closedError() }
             }
         }
+    }
+
+    private func closedError() -> EventLogError {
+        locked { failure } ?? EventLogError(.closed, "the event log is closed")
+    }
+
+    /// Why intake stopped, when the writer stopped after a fatal error.
+    var stopError: EventLogError? { locked { failure } }
+
+    /// Stops intake because the writer failed: waiting and future reservations fail with
+    /// `error`; queued and reserved requests are still taken by the writer (which fails them).
+    func fail(_ error: EventLogError) {
+        let waiters: [CheckedContinuation<Bool, Never>] = locked {
+            if failure == nil { failure = error }
+            closed = true
+            pthread_cond_broadcast(condition)
+            defer { spaceWaiters.removeAll() }
+            return spaceWaiters
+        }
+        for waiter in waiters { waiter.resume(returning: false) }
     }
 
     /// Gives back a reservation that will not be used.
