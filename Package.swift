@@ -58,11 +58,14 @@ let package = Package(
         .systemLibrary(name: "CSQLite", path: "tools/eventlog-bench/CSQLite", pkgConfig: "sqlite3",
                        providers: [.apt(["libsqlite3-dev"])]),
 
+        // SSE4.2 CRC-32C for the log's checksums; only EventLog imports it.
+        .target(name: "CCRC32C", path: "Sources/CCRC32C"),
+
         // MARK: storage
         .target(
             name: "EventLog",
             dependencies: [
-                "CLMDB", "CZstd",
+                "CLMDB", "CZstd", "CCRC32C",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

@@ -31,6 +31,25 @@ struct ChecksumTests {
             let head = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<split])) }
             let whole = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[split...]), crc: head) }
             #expect(whole == Self.reference(bytes), "length \(length) split at \(split)")
+            // Both implementations, whichever `checksum` uses on this CPU.
+            #expect(bytes.withUnsafeBytes { CRC32C.softwareChecksum($0) } == Self.reference(bytes), "length \(length)")
+        }
+    }
+
+    // Breaking it on purpose: feed capstan_crc32c_update the non-inverted state and every
+    // value differs from the reference.
+    @Test("EventLog: CRC-32C: the hardware instruction is used on x86-64 and agrees at every length and alignment")
+    func hardware() {
+        #if arch(x86_64)
+        #expect(CRC32C.isHardware, "this x86-64 CPU has SSE4.2; the shim did not detect it")
+        #endif
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<4096).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        for start in 0..<9 {
+            for length in [0, 1, 7, 8, 9, 15, 16, 17, 63, 100, 255, 1000, 4000] {
+                let slice = Array(bytes[start..<(start + length)])
+                #expect(CRC32C.checksum(slice) == Self.reference(slice), "start \(start) length \(length)")
+            }
         }
     }
 }

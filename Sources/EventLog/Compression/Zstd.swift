@@ -24,6 +24,10 @@ enum Zstd {
 /// dictionary id (the envelope names it).
 final class ZstdCompressor {
     private let context: OpaquePointer
+    /// The dictionary referenced now (held, so its CDict outlives the reference):
+    /// re-referencing per call reset the context's dictionary state for every payload.
+    private var referenced: CompressionDictionary?
+    private var hasReferenced = false
 
     init(level: Int32) {
         guard let context = ZSTD_createCCtx() else { fatalError("ZSTD_createCCtx: out of memory") }
@@ -43,7 +47,11 @@ final class ZstdCompressor {
     /// smaller than the source (the envelope then stores the payload raw).
     func compress(_ source: [UInt8], dictionary: CompressionDictionary?) throws(EventLogError) -> [UInt8]? {
         guard !source.isEmpty else { return nil }
-        _ = try Zstd.check(ZSTD_CCtx_refCDict(context, dictionary?.compressionHandle), "ZSTD_CCtx_refCDict")
+        if !hasReferenced || dictionary !== referenced {
+            _ = try Zstd.check(ZSTD_CCtx_refCDict(context, dictionary?.compressionHandle), "ZSTD_CCtx_refCDict")
+            referenced = dictionary
+            hasReferenced = true
+        }
         let capacity = ZSTD_compressBound(source.count)
         var failure: EventLogError?
         let output = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in

@@ -147,16 +147,15 @@ final class BatchWriter {
     /// The writer thread's body: batches until the inbox is closed and drained.
     func run() {
         threadID = pthread_self()
-        // Request counts of the last two batches: appenders that each await their commit
-        // split into two alternating halves unless the writer waits for the half it just
-        // released, so after large-ish batches it lingers (briefly) for both halves together.
-        // A lone appender (small batches) never waits.
+        // Appenders that each await their commit come back together after it: the writer
+        // lingers (briefly) for those it just released and those already queued then
+        // (`Inbox.willRelease`), so batches do not split into two alternating halves. A lone
+        // appender (small batches) never waits.
         var previous = 0
-        var beforePrevious = 0
         while true {
             let linger: Inbox.Linger = previous >= Self.lingerAfterRequests
-                ? Inbox.Linger(requests: min(previous + beforePrevious, inbox.capacity),
-                               maxNanoseconds: Self.lingerMaxNanoseconds, idleNanoseconds: Self.lingerIdleNanoseconds)
+                ? Inbox.Linger(requests: .max, maxNanoseconds: Self.lingerMaxNanoseconds,
+                               idleNanoseconds: Self.lingerIdleNanoseconds)
                 : .none
             guard let batch = inbox.takeBatch(maxEvents: options.maxBatchEvents, linger: linger) else { break }
             if let stopped {
@@ -166,7 +165,6 @@ final class BatchWriter {
             storeTrainedDictionaries()
             if !batch.isEmpty {
                 process(batch)
-                beforePrevious = previous
                 previous = batch.count
             }
         }
@@ -226,6 +224,7 @@ final class BatchWriter {
                 let (outcomes, pending) = try writeAndCommit(batch, recordedAt: recordedAt)
                 apply(pending, recordedAt: recordedAt)
                 environment.changes.publish()
+                inbox.willRelease(batch.count)
                 for (request, outcome) in zip(batch, outcomes) {
                     switch outcome {
                     case .committed(let result): request.waiter.resume(returning: result)

@@ -46,6 +46,14 @@ final class Inbox: @unchecked Sendable {
     /// Why intake stopped, when it was not a plain close (the writer stopped after a fatal error).
     private var failure: EventLogError?
     private var wakeups = 0
+    /// The writer waits on `condition` for a first request (idle): enqueue signals only then.
+    private var parked = false
+    /// While the writer lingers: the queue length that ends the linger (enqueue signals when
+    /// it is reached; the linger's own timed waits see other arrivals).
+    private var lingerUntil = Int.max
+    /// Requests the writer expects back: queued when it last released waiters, plus those it
+    /// released (appenders that await their commit come back with the next request).
+    private var expected = 0
     let capacity: Int
 
     init(capacity: Int) {
@@ -135,13 +143,23 @@ final class Inbox: @unchecked Sendable {
             precondition(reserved > 0, "enqueue without a reservation")
             reserved -= 1
             queue.append(request)
-            pthread_cond_signal(condition)
+            // A futex wake per request cost the appenders and the writer alike; the writer
+            // needs one only when it sleeps for a first request or for the linger target.
+            if parked || queue.count - head >= lingerUntil { pthread_cond_signal(condition) }
         }
+    }
+
+    /// Called by the writer just before it resumes `released` waiters: the next linger waits
+    /// for them and for what is queued now (a target the closed loop of appenders meets, where
+    /// the two previous batches' sum could never be reached once they had merged).
+    func willRelease(_ released: Int) {
+        locked { expected = min(queue.count - head + released, capacity) }
     }
 
     /// How long the writer may linger for more requests before taking a batch.
     struct Linger {
-        /// Stop lingering once this many requests are queued (0: take the batch at once).
+        /// Stop lingering once this many requests are queued (0: take the batch at once;
+        /// `Int.max`: the requests expected back, see `willRelease`).
         var requests: Int
         /// The most the whole linger may last.
         var maxNanoseconds: Int
@@ -162,11 +180,17 @@ final class Inbox: @unchecked Sendable {
         var batch: [AppendRequest] = []
         var woken = false
         let waiters: [CheckedContinuation<Bool, Never>] = locked {
+            parked = true
             while head == queue.count && !(closed && reserved == 0) && wakeups == 0 {
                 pthread_cond_wait(condition, mutex)
             }
+            parked = false
+            var linger = linger
+            if linger.requests == .max { linger.requests = expected }
             if linger.requests > 1 && head < queue.count && queue.count - head < linger.requests && !closed {
+                lingerUntil = linger.requests
                 lingerLocked(linger)
+                lingerUntil = .max
             }
             woken = wakeups > 0
             wakeups = 0

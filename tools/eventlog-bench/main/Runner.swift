@@ -10,6 +10,14 @@ struct SystemFigures: Codable {
     var groupLatencyP99Milliseconds: Double = 0
     var replayEventsPerSecond: Double = 0
     var storedBytesPerEvent: Double = 0
+    /// Group commit with 1,024 appenders (peers: batches of 1,024 events).
+    var group1024EventsPerSecond: Double = 0
+    /// --appenders appenders each submitting batches of 100 events (peers: batches of 100).
+    var batch100EventsPerSecond: Double = 0
+    /// A full replay split over two threads (Capstan only).
+    var replayTwoCoreEventsPerSecond: Double = 0
+    /// Opening the replay log, page check included (Capstan only).
+    var openMilliseconds: Double = 0
 }
 
 struct BenchResult: Codable {
@@ -48,7 +56,11 @@ struct BenchResult: Codable {
         row("group commit: events/s", \.groupEventsPerSecond)
         row("group commit: p50 ms", \.groupLatencyP50Milliseconds, digits: 3)
         row("group commit: p99 ms", \.groupLatencyP99Milliseconds, digits: 3)
+        row("group commit 1,024 appenders: events/s", \.group1024EventsPerSecond)
+        row("appenders x batches of 100: events/s", \.batch100EventsPerSecond)
         row("replay: events/s", \.replayEventsPerSecond)
+        row("replay on two cores: events/s", \.replayTwoCoreEventsPerSecond)
+        row("open (page check): ms", \.openMilliseconds, digits: 1)
         row("stored bytes/event", \.storedBytesPerEvent, digits: 1)
         let widths = (0..<header.count).map { column in rows.map { $0[column].count }.max() ?? 0 }
         for cells in rows {
@@ -61,12 +73,15 @@ struct BenchResult: Codable {
         }
         print("")
         print("aims:")
-        aim("group commit >= 250,000 events/s", capstan.groupEventsPerSecond >= 250_000)
-        aim("group commit >= 2x SQLite", capstan.groupEventsPerSecond >= 2 * sqlite.groupEventsPerSecond)
+        aim("group commit >= 0.8x raw LMDB at the same batch size",
+            capstan.groupEventsPerSecond >= 0.8 * rawLMDB.groupEventsPerSecond)
+        aim("group commit >= 3x SQLite", capstan.groupEventsPerSecond >= 3 * sqlite.groupEventsPerSecond)
+        aim("group commit, 1,024 appenders >= 400,000 events/s", capstan.group1024EventsPerSecond >= 400_000)
         aim(
-            "single commit p50 <= 1.3x raw LMDB",
-            capstan.singleLatencyP50Milliseconds <= 1.3 * rawLMDB.singleLatencyP50Milliseconds)
+            "single commit p50 <= 1.2x raw LMDB",
+            capstan.singleLatencyP50Milliseconds <= 1.2 * rawLMDB.singleLatencyP50Milliseconds)
         aim("replay >= 1,500,000 events/s", capstan.replayEventsPerSecond >= 1_500_000)
+        aim("replay on two cores >= 2,500,000 events/s", capstan.replayTwoCoreEventsPerSecond >= 2_500_000)
         aim("stored bytes/event <= 120", capstan.storedBytesPerEvent <= 120)
         if let limits {
             print("")
@@ -147,21 +162,48 @@ struct BenchRunner {
             let lg = try PeerWorkloads.commits(
                 events: groupFlat, batch: options.appenders, append: try RawLMDB(directory: runRoot + "/lmdb-group").append)
 
+            let group1024 = makeEvents(
+                seed: options.seed &+ UInt64(run) &+ 2000, count: options.groupEvents, clusters: 1024)
+            let group1024Flat = interleave(group1024)
+            try makeFreshDirectory(runRoot + "/capstan-group1024")
+            let cg1024 = try await CapstanWorkloads.group(directory: runRoot + "/capstan-group1024", perAppender: group1024)
+            let sg1024 = try PeerWorkloads.commits(
+                events: group1024Flat, batch: 1024, append: try SQLiteLog(path: runRoot + "/group1024.db").append)
+            try makeFreshDirectory(runRoot + "/lmdb-group1024")
+            let lg1024 = try PeerWorkloads.commits(
+                events: group1024Flat, batch: 1024, append: try RawLMDB(directory: runRoot + "/lmdb-group1024").append)
+
+            try makeFreshDirectory(runRoot + "/capstan-batch100")
+            let cb = try await CapstanWorkloads.batches(
+                directory: runRoot + "/capstan-batch100", perAppender: groupPerAppender, batch: 100)
+            let sb = try PeerWorkloads.commits(
+                events: groupFlat, batch: 100, append: try SQLiteLog(path: runRoot + "/batch100.db").append)
+            try makeFreshDirectory(runRoot + "/lmdb-batch100")
+            let lb = try PeerWorkloads.commits(
+                events: groupFlat, batch: 100, append: try RawLMDB(directory: runRoot + "/lmdb-batch100").append)
+
+            let openStart = ContinuousClock.now
+            _ = try CapstanWorkloads.open(directory: capstanFull)
+            let co = (ContinuousClock.now - openStart).seconds * 1000
+            let cr2 = try timedScan { try CapstanWorkloads.replayTwoCores(directory: capstanFull) }
             let cr = try timedScan { try CapstanWorkloads.replay(directory: capstanFull) }
             let sr = try timedScan { try SQLiteLog(path: sqliteFull, readOnly: true).scan() }
             let lr = try timedScan { try RawLMDB(directory: lmdbFull).scan() }
 
             figures["capstan"] = [cs.eventsPerSecond, cs.latencyP50Milliseconds, cs.latencyP99Milliseconds,
-                                  cg.eventsPerSecond, cg.latencyP50Milliseconds, cg.latencyP99Milliseconds, cr]
+                                  cg.eventsPerSecond, cg.latencyP50Milliseconds, cg.latencyP99Milliseconds, cr,
+                                  cg1024.eventsPerSecond, cb.eventsPerSecond, cr2, co]
             figures["sqlite"] = [ss.eventsPerSecond, ss.latencyP50Milliseconds, ss.latencyP99Milliseconds,
-                                 sg.eventsPerSecond, sg.latencyP50Milliseconds, sg.latencyP99Milliseconds, sr]
+                                 sg.eventsPerSecond, sg.latencyP50Milliseconds, sg.latencyP99Milliseconds, sr,
+                                 sg1024.eventsPerSecond, sb.eventsPerSecond, .nan, .nan]
             figures["rawLMDB"] = [ls.eventsPerSecond, ls.latencyP50Milliseconds, ls.latencyP99Milliseconds,
-                                  lg.eventsPerSecond, lg.latencyP50Milliseconds, lg.latencyP99Milliseconds, lr]
+                                  lg.eventsPerSecond, lg.latencyP50Milliseconds, lg.latencyP99Milliseconds, lr,
+                                  lg1024.eventsPerSecond, lb.eventsPerSecond, .nan, .nan]
             for (system, values) in figures { perRun[system, default: []].append(values) }
             try? FileManager.default.removeItem(atPath: runRoot)
         }
         for (system, runs) in perRun {
-            let medians = (0..<7).map { column in median(runs.map { $0[column] }) }
+            let medians = (0..<11).map { column in median(runs.map { $0[column] }) }
             func apply(_ figures: inout SystemFigures) {
                 figures.singleCommitsPerSecond = medians[0]
                 figures.singleLatencyP50Milliseconds = medians[1]
@@ -170,6 +212,10 @@ struct BenchRunner {
                 figures.groupLatencyP50Milliseconds = medians[4]
                 figures.groupLatencyP99Milliseconds = medians[5]
                 figures.replayEventsPerSecond = medians[6]
+                figures.group1024EventsPerSecond = medians[7]
+                figures.batch100EventsPerSecond = medians[8]
+                figures.replayTwoCoreEventsPerSecond = medians[9]
+                figures.openMilliseconds = medians[10]
             }
             switch system {
             case "capstan": apply(&capstan)

@@ -1,6 +1,7 @@
 import EventLog
 import EventLogTesting
 import Foundation
+import Synchronization
 
 /// An event as every system in the benchmark stores it.
 struct BenchEvent: Sendable {
@@ -105,6 +106,88 @@ enum CapstanWorkloads {
         let elapsed = ContinuousClock.now - start
         await log.close()
         return figures(events: latencies.count, elapsed: elapsed, latencies: latencies)
+    }
+
+    /// One task per appender, each submitting its events `batch` at a time as one
+    /// multi-stream append, awaited before the next.
+    static func batches(directory: String, perAppender: [[BenchEvent]], batch: Int) async throws -> CommitFigures {
+        let log = try EventLog(directory: directory)
+        let start = ContinuousClock.now
+        let latencies = try await withThrowingTaskGroup(of: [Duration].self) { group in
+            for events in perAppender {
+                group.addTask {
+                    var latencies: [Duration] = []
+                    var index = 0
+                    while index < events.count {
+                        let appends = streamAppends(events[index..<min(index + batch, events.count)])
+                        let begin = ContinuousClock.now
+                        _ = try await log.append(appends)
+                        latencies.append(ContinuousClock.now - begin)
+                        index += batch
+                    }
+                    return latencies
+                }
+            }
+            var all: [Duration] = []
+            for try await latencies in group { all += latencies }
+            return all
+        }
+        let elapsed = ContinuousClock.now - start
+        await log.close()
+        return figures(events: perAppender.reduce(0) { $0 + $1.count }, elapsed: elapsed, latencies: latencies)
+    }
+
+    /// The events of a slice grouped by stream, in first-seen order.
+    static func streamAppends(_ slice: ArraySlice<BenchEvent>) -> [StreamAppend] {
+        var order: [StreamID] = []
+        var byStream: [StreamID: [ProposedEvent]] = [:]
+        for event in slice {
+            if byStream[event.streamID] == nil { order.append(event.streamID) }
+            byStream[event.streamID, default: []].append(event.event)
+        }
+        return order.map { StreamAppend(streamID: $0, expectedRevision: .any, events: byStream[$0]!) }
+    }
+
+    /// Opens the log (the page check of every B-tree page runs here) and reads its end.
+    static func open(directory: String) throws -> LogPosition {
+        try EventLogReader(directory: directory).lastPosition()
+    }
+
+    /// A full replay split in two halves scanned on two threads at once.
+    static func replayTwoCores(directory: String) throws -> (count: Int, sum: UInt64) {
+        let reader = try EventLogReader(directory: directory)
+        let last = try reader.lastPosition().rawValue
+        let middle = LogPosition(last / 2)
+        let results = Mutex<[(Int, UInt64)]>([])
+        let failure = Mutex<(any Error)?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let second = Thread {
+            defer { done.signal() }
+            do {
+                var count = 0
+                var sum: UInt64 = 0
+                try reader.scan(after: middle) { event in
+                    count += 1
+                    sum &+= UInt64(event.payload.last ?? 0) &+ event.revision.rawValue &+ UInt64(event.type.utf8.count)
+                    return true
+                }
+                results.withLock { $0.append((count, sum)) }
+            } catch {
+                failure.withLock { $0 = error }
+            }
+        }
+        second.start()
+        var count = 0
+        var sum: UInt64 = 0
+        try reader.scan(after: .start, through: middle) { event in
+            count += 1
+            sum &+= UInt64(event.payload.last ?? 0) &+ event.revision.rawValue &+ UInt64(event.type.utf8.count)
+            return true
+        }
+        done.wait()
+        if let error = failure.withLock({ $0 }) { throw error }
+        let other = results.withLock { $0 }
+        return (count + other.reduce(0) { $0 + $1.0 }, other.reduce(sum) { $0 &+ $1.1 })
     }
 
     /// Fills a log with `events` in durable multi-stream appends of `batch` events.
