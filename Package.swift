@@ -61,6 +61,10 @@ let package = Package(
         // SSE4.2 CRC-32C for the log's checksums; only EventLog imports it.
         .target(name: "CCRC32C", path: "Sources/CCRC32C"),
 
+        // MARK: support
+        // One home for small helpers every layer shares (JSON writing, RFC 3339, SplitMix64).
+        .target(name: "CapstanSupport", swiftSettings: swiftSettings),
+
         // MARK: storage
         .target(
             name: "EventLog",
@@ -74,7 +78,7 @@ let package = Package(
         // Seeded, realistic lifecycle events for the demo, the benchmark and the tests.
         .target(
             name: "EventLogTesting",
-            dependencies: ["EventLog"],
+            dependencies: ["EventLog", "CapstanSupport"],
             swiftSettings: swiftSettings
         ),
 
@@ -82,11 +86,17 @@ let package = Package(
         .target(
             name: "Engine",
             dependencies: [
-                "EventLog",
+                "CapstanSupport", "EventLog",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Collections", package: "swift-collections"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // The engine's in-memory store, for the simulation, the tests and the benchmark.
+        .target(
+            name: "EngineTesting",
+            dependencies: ["Engine", "EventLog"],
             swiftSettings: swiftSettings
         ),
 
@@ -106,7 +116,7 @@ let package = Package(
         .target(
             name: "Providers",
             dependencies: [
-                "CCurl",
+                "CapstanSupport", "CCurl",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -130,7 +140,7 @@ let package = Package(
         .executableTarget(
             name: "CapstanCLI",
             dependencies: [
-                "EventLog", "EventLogTesting", "Engine", "Providers", "Workflows",
+                "CapstanSupport", "EventLog", "EventLogTesting", "Engine", "Providers", "Workflows",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -145,6 +155,7 @@ let package = Package(
         .target(
             name: "KubeSimKit",
             dependencies: [
+                "CapstanSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -203,7 +214,7 @@ let package = Package(
         .executableTarget(
             name: "engine-bench",
             dependencies: [
-                "Engine", "EventLog",
+                "Engine", "EngineTesting", "EventLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "tools/engine-bench",
@@ -228,7 +239,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EngineTests",
-            dependencies: ["Engine", "EventLog", "engine-crash-driver"],
+            dependencies: ["CapstanSupport", "Engine", "EngineTesting", "EventLog", "engine-crash-driver"],
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),

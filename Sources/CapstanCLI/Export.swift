@@ -1,4 +1,5 @@
 import ArgumentParser
+import CapstanSupport
 import EventLog
 import EventLogTesting
 import Foundation
@@ -73,11 +74,11 @@ extension Log {
 
 /// One event as a line of JSON (no trailing newline).
 func exportLine(_ event: RecordedEvent) -> [UInt8] {
-    var line = "{\"position\":\(event.position.rawValue),\"stream\":\(jsonString(event.streamID.rawValue))"
-    line += ",\"revision\":\(event.revision.rawValue),\"id\":\"\(event.id)\",\"type\":\(jsonString(event.type))"
+    var line = "{\"position\":\(event.position.rawValue),\"stream\":\(JSONWriter.quoted(event.streamID.rawValue))"
+    line += ",\"revision\":\(event.revision.rawValue),\"id\":\"\(event.id)\",\"type\":\(JSONWriter.quoted(event.type))"
     line += ",\"schemaVersion\":\(event.schemaVersion)"
     line += ",\"recordedAt\":\"\(rfc3339(nanoseconds: event.recordedAtNanoseconds, fractionDigits: 9))\""
-    line += ",\"actor\":\(jsonString(event.metadata.actor))"
+    line += ",\"actor\":\(JSONWriter.quoted(event.metadata.actor))"
     line += ",\"causationID\":\(event.metadata.causationID.map { "\"\($0)\"" } ?? "null")"
     line += ",\"correlationID\":\(event.metadata.correlationID.map { "\"\($0)\"" } ?? "null")"
     var bytes = Array(line.utf8)
@@ -101,25 +102,6 @@ private func embeddableJSON(_ payload: [UInt8]) -> [UInt8]? {
         return nil
     }
     return Array(compact)
-}
-
-/// A JSON string literal for `text`.
-func jsonString(_ text: String) -> String {
-    var result = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": result += "\\\""
-        case "\\": result += "\\\\"
-        case "\n": result += "\\n"
-        case "\r": result += "\\r"
-        case "\t": result += "\\t"
-        case _ where scalar.value < 0x20:
-            let hex = String(scalar.value, radix: 16)
-            result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        default: result.unicodeScalars.append(scalar)
-        }
-    }
-    return result + "\""
 }
 
 /// Buffered line output to standard output or a file.

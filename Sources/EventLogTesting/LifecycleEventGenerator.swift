@@ -1,3 +1,4 @@
+import CapstanSupport
 public import EventLog
 
 /// One generated event and the stream it belongs to.

@@ -1,3 +1,5 @@
+import CapstanSupport
+
 /// A small, fast, seeded random number generator (xoshiro256**, seeded through SplitMix64).
 ///
 /// The same seed gives the same sequence on every machine and every run, so a failing
@@ -6,8 +8,8 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
     private var state: (UInt64, UInt64, UInt64, UInt64)
 
     public init(seed: UInt64) {
-        var mixer = seed
-        state = (Self.splitMix(&mixer), Self.splitMix(&mixer), Self.splitMix(&mixer), Self.splitMix(&mixer))
+        var mixer = SplitMix64(seed: seed)
+        state = (mixer.next(), mixer.next(), mixer.next(), mixer.next())
     }
 
     public mutating func next() -> UInt64 {
@@ -65,12 +67,4 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
     private func rotate(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
-
-    private static func splitMix(_ x: inout UInt64) -> UInt64 {
-        x &+= 0x9E37_79B9_7F4A_7C15
-        var z = x
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }

@@ -1,5 +1,7 @@
 import Collections
+import CapstanSupport
 import Engine
+import EngineTesting
 import EventLog
 import Foundation
 

@@ -3,6 +3,7 @@
 // Run in release: swift run -c release engine-bench --help
 import ArgumentParser
 import Engine
+import EngineTesting
 import EventLog
 import Foundation
 import Logging

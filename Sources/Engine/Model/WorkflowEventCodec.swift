@@ -1,3 +1,4 @@
+import CapstanSupport
 public import EventLog
 import Foundation
 
@@ -205,7 +206,7 @@ struct StoredFields: Codable {
 
     /// The JSON `JSONDecoder` reads back as these fields (written by hand: the hot path).
     func json() -> [UInt8] {
-        var out = JSONOut()
+        var out = JSONWriter()
         out.openObject()
         out.key("at")
         out.integer(at)

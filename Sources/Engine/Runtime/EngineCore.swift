@@ -1,3 +1,4 @@
+import CapstanSupport
 import Collections
 public import EventLog
 import Foundation

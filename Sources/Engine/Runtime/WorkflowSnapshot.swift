@@ -1,3 +1,4 @@
+import CapstanSupport
 import Foundation
 
 /// The snapshot of a workflow kept in the `state` database, written in the same append as
@@ -22,7 +23,7 @@ enum WorkflowSnapshot {
     }
 
     static func encode(record: WorkflowRecord, state: [UInt8], commands: [WorkflowCommand]) -> [UInt8] {
-        var out = JSONOut(capacity: 512 + state.count)
+        var out = JSONWriter(capacity: 512 + state.count)
         out.openObject()
         out.key("v")
         out.integer(version)

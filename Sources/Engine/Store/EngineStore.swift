@@ -4,7 +4,7 @@ public import EventLog
 /// writes, stream reads, the state database, and a tail of one stream.
 ///
 /// Two implementations with the same semantics: ``EventLogStore`` (LMDB, durable) and
-/// ``InMemoryStore`` (for fast deterministic simulation).
+/// `InMemoryStore` of EngineTesting (for fast deterministic simulation).
 public protocol EngineStore: Sendable {
     /// Appends to several streams and writes state, atomically: all or nothing. Durable
     /// when it returns.

@@ -63,6 +63,17 @@ public struct EventID: Hashable, Sendable, CustomStringConvertible {
 
 /// What an append expects of its stream: optimistic concurrency.
 public enum ExpectedRevision: Hashable, Sendable, CustomStringConvertible {
+    /// Whether a stream holding `eventCount` events meets this expectation: the one rule
+    /// that the log's writer and the engine's in-memory store both check.
+    public func holds(eventCount count: UInt64) -> Bool {
+        switch self {
+        case .any: true
+        case .noStream: count == 0
+        case .streamExists: count > 0
+        case .exact(let revision): count > 0 && count - 1 == revision.rawValue
+        }
+    }
+
     /// Append whatever the stream holds.
     case any
     /// The stream must not exist yet.

@@ -493,14 +493,7 @@ final class BatchWriter {
     }
 
     static func check(_ expected: ExpectedRevision, count: UInt64, stream: StreamID) -> EventLogError? {
-        let holds: Bool
-        switch expected {
-        case .any: holds = true
-        case .noStream: holds = count == 0
-        case .streamExists: holds = count > 0
-        case .exact(let revision): holds = count > 0 && count - 1 == revision.rawValue
-        }
-        if holds { return nil }
+        if expected.holds(eventCount: count) { return nil }
         let actual = count == 0 ? nil : StreamRevision(count - 1)
         let actualText = actual.map { "its revision is \($0)" } ?? "it does not exist"
         return EventLogError(

@@ -1,3 +1,4 @@
+import CapstanSupport
 import Synchronization
 
 /// When and how long to wait before trying a failed request again.
@@ -72,7 +73,7 @@ public struct RetryJitter: Sendable {
 
     /// A deterministic sequence from `seed` (SplitMix64), shared by every request of the client.
     public static func seeded(_ seed: UInt64) -> RetryJitter {
-        let state = Mutex(SeededJitterGenerator(state: seed))
+        let state = Mutex(SplitMix64(seed: seed))
         return RetryJitter {
             state.withLock { generator in Double.random(in: 0..<1, using: &generator) }
         }
@@ -83,18 +84,5 @@ public struct RetryJitter: Sendable {
         let value = draw()
         guard value.isFinite, value > 0 else { return 0 }
         return min(value, 1.0.nextDown)
-    }
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014): small, fast, and fully determined by its seed.
-private struct SeededJitterGenerator: RandomNumberGenerator, Sendable {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var mixed = state
-        mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
-        return mixed ^ (mixed >> 31)
     }
 }

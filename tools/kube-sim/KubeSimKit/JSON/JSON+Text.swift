@@ -2,6 +2,8 @@
 // JSONSerialization so integers stay `Int64` (not NSNumber), values are Sendable, and a
 // request body parses without bridging; the simulator parses every request body.
 
+import CapstanSupport
+
 /// A JSON text that could not be parsed: what was expected and at which byte.
 public struct JSONSyntaxError: Error, Sendable, CustomStringConvertible {
     public var message: String
@@ -76,23 +78,7 @@ extension JSON {
     }
 
     static func writeString(_ value: String, into out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        for byte in value.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): out.append(contentsOf: "\\\"".utf8)
-            case UInt8(ascii: "\\"): out.append(contentsOf: "\\\\".utf8)
-            case 0x0A: out.append(contentsOf: "\\n".utf8)
-            case 0x0D: out.append(contentsOf: "\\r".utf8)
-            case 0x09: out.append(contentsOf: "\\t".utf8)
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: "\\u00".utf8)
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0xF)])
-            default: out.append(byte)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
+        JSONWriter.appendQuoted(value, to: &out)
     }
 }
 

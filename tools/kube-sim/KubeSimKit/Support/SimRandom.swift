@@ -1,3 +1,4 @@
+import CapstanSupport
 import Foundation
 import Synchronization
 
@@ -5,14 +6,14 @@ import Synchronization
 /// draw comes from here, so a run is repeatable from its seed (as far as concurrent
 /// requests arrive in the same order).
 ///
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and good enough for simulation.
+/// The project's one ``SplitMix64``, behind a lock so concurrent handlers can share it.
 final class SimRandom: Sendable {
-    private let state: Mutex<UInt64>
+    private let state: Mutex<SplitMix64>
     let seed: UInt64
 
     init(seed: UInt64) {
         self.seed = seed
-        self.state = Mutex(seed)
+        self.state = Mutex(SplitMix64(seed: seed))
     }
 
     /// A seed from the operating system's generator, for runs that give none.
@@ -22,13 +23,7 @@ final class SimRandom: Sendable {
     }
 
     func next() -> UInt64 {
-        state.withLock { state in
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        state.withLock { $0.next() }
     }
 
     /// A uniform draw in [0, 1).

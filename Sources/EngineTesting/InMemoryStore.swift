@@ -1,3 +1,4 @@
+public import Engine
 public import EventLog
 import Synchronization
 
@@ -48,14 +49,7 @@ public final class InMemoryStore: EngineStore {
                 }
                 seen[append.streamID] = 1
                 let count = contents.streams[append.streamID]?.count ?? 0
-                let holds: Bool
-                switch append.expectedRevision {
-                case .any: holds = true
-                case .noStream: holds = count == 0
-                case .streamExists: holds = count > 0
-                case .exact(let revision): holds = count > 0 && UInt64(count - 1) == revision.rawValue
-                }
-                guard holds else {
+                guard append.expectedRevision.holds(eventCount: UInt64(count)) else {
                     let actual = count == 0 ? "no stream" : "revision \(count - 1)"
                     throw EngineError(
                         .wrongExpectedRevision, "stream \(append.streamID): expected \(append.expectedRevision), actual \(actual)")

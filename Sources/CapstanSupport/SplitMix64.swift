@@ -1,5 +1,7 @@
-/// A small seeded random source (SplitMix64): the runtime's jitter and event ids, and the
-/// simulation's choices, come from one seed so a run can be replayed.
+/// SplitMix64 (Steele, Lea, Flood 2014): a small, fast random source fully determined by its
+/// seed. The one copy of it: the engine's jitter and event ids, the simulations' choices, the
+/// client's seeded retry jitter, kube-sim's draws and the test generator's seeding all use it,
+/// so a run can be replayed from the seed it printed.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
