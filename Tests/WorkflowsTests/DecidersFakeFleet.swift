@@ -24,6 +24,13 @@ final class FakeFleet {
     /// Machines whose Node never becomes Ready.
     var neverReady: Set<String> = []
 
+    /// Machines the update extension declines, and those whose in-place update fails.
+    var inPlaceDeclined: Set<String> = []
+    var inPlaceFailing: Set<String> = []
+    /// UpdateMachine polls answered "in progress" before "done".
+    var updatePollsInProgress = 1
+    private var updatePolls: [String: Int] = [:]
+
     private(set) var machines: [String: Machine] = [:]
     private(set) var effects: [String] = []
     var controlPlaneExists = false
@@ -114,6 +121,21 @@ final class FakeFleet {
                     Activities.ControlPlaneObservation(
                         exists: true, installedVersion: installedVersion, status: ready ? "Ready" : "Upgrading",
                         requestedVersion: controlPlaneVersion, adminKubeconfigSecretName: "admin-kubeconfig"))
+            case Activities.canUpdateMachine:
+                let input = try Activities.decode(Activities.InPlaceInput.self, from: request.input)
+                let declined = inPlaceDeclined.contains(input.machine)
+                return ok(Activities.CanUpdateOutput(inPlace: !declined, message: declined ? "image change needs a reboot" : "ok"))
+            case Activities.updateMachine:
+                let input = try Activities.decode(Activities.InPlaceInput.self, from: request.input)
+                let polls = updatePolls[input.machine, default: 0]
+                updatePolls[input.machine] = polls + 1
+                if polls == 0 { effects.append("update \(input.machine) \(input.toVersion)") }
+                if polls < updatePollsInProgress { return ok(Activities.UpdateOutput(state: .inProgress, retryAfterSeconds: 5)) }
+                if inPlaceFailing.contains(input.machine) {
+                    return ok(Activities.UpdateOutput(state: .failed, message: "kubelet did not restart"))
+                }
+                machines[input.machine]?.kubeletVersion = input.toVersion
+                return ok(Activities.UpdateOutput(state: .done))
             case Activities.readAdminKubeconfig:
                 return ok(Activities.AdminKubeconfig(secretName: "admin-kubeconfig"))
             case Activities.deleteControlPlane:
