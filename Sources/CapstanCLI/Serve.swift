@@ -107,7 +107,11 @@ struct Serve: AsyncParsableCommand {
         let store = MeteredStore(try await EventLogStore.open(log: log, logger: logger))
         let clock = WallClock()
         let executors = FleetExecutors(
-            management: management, updateExtension: updateExtension, clock: clock, logger: logger.labelled("capstan.executors"))
+            management: management, updateExtension: updateExtension, clock: clock,
+            tokenGenerator: {
+                var generator = SystemRandomNumberGenerator()
+                return BootstrapToken.generate(using: &generator)
+            }, logger: logger.labelled("capstan.executors"))
         let engine: WorkflowEngine
         do {
             engine = try WorkflowEngine(

@@ -29,11 +29,12 @@ public struct FleetExecutors: Sendable {
     ///   - management: the management cluster's client.
     ///   - updateExtension: the in-place update extension's client, if any.
     ///   - clock: the engine's clock.
-    ///   - tokenGenerator: draws bootstrap tokens (the system generator in production).
+    ///   - tokenGenerator: draws bootstrap tokens; the caller brings the randomness (the system
+    ///     generator in `capstan serve`, a seeded one in simulations), so this module has none.
     public init(
         management: KubernetesClient, updateExtension: UpdateExtensionClient? = nil, clock: any EngineClock,
         tokenLifetime: Duration = .seconds(24 * 3600),
-        tokenGenerator: @escaping @Sendable () -> BootstrapToken = TokenSource.system,
+        tokenGenerator: @escaping @Sendable () -> BootstrapToken,
         logger: Logger = Logger(label: "capstan.executors")
     ) {
         self.management = management
@@ -110,14 +111,8 @@ public struct FleetExecutors: Sendable {
 }
 
 /// Draws bootstrap tokens; injected so tests and simulations can seed them.
-public struct TokenSource: Sendable {
+struct TokenSource: Sendable {
     let draw: @Sendable () -> BootstrapToken
-
-    /// Tokens from the system's cryptographic generator.
-    public static let system: @Sendable () -> BootstrapToken = {
-        var generator = SystemRandomNumberGenerator()
-        return BootstrapToken.generate(using: &generator)
-    }
 }
 
 /// How an error thrown by Providers becomes an ``ActivityFailure``.

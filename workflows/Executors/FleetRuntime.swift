@@ -5,7 +5,12 @@ import Metrics
 public enum FleetRuntime {
     /// Every lifecycle workflow type the engine must know (children included).
     public static var workflows: [WorkflowDefinition] {
-        [WorkflowDefinition(ProvisionMachine.self), WorkflowDefinition(ControlPlaneUpgradeStep.self)]
+        [
+            WorkflowDefinition(ProvisionMachine.self), WorkflowDefinition(ControlPlaneUpgradeStep.self),
+            WorkflowDefinition(DeleteMachine.self), WorkflowDefinition(CreateCluster.self),
+            WorkflowDefinition(DeleteCluster.self), WorkflowDefinition(RollingUpdate.self),
+            WorkflowDefinition(InPlaceUpgrade.self),
+        ]
     }
 
     /// `executors` with each attempt measured through swift-metrics: latency per activity
