@@ -4,6 +4,7 @@
 //
 // Case and field names are a stored format: they are recorded in `ActivityScheduled` and
 // `ActivityCompleted` events, so rename only with an upcast.
+public import Engine
 import Foundation
 
 /// Activity names and their inputs and outputs.
@@ -196,6 +197,12 @@ public enum Activities {
         }
 
         public var isReady: Bool { exists && ready == "True" }
+
+        /// ``readySince`` as a time (nil when absent or not RFC 3339): the health-check clock.
+        public var readySinceTime: Timestamp? {
+            guard let readySince, let date = try? Date(readySince, strategy: .iso8601) else { return nil }
+            return Timestamp(nanoseconds: Int64((date.timeIntervalSince1970 * 1_000_000_000).rounded()))
+        }
     }
 
     public struct ProviderIDSet: Codable, Hashable, Sendable {
