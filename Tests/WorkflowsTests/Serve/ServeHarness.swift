@@ -169,7 +169,11 @@ final class FleetDriver: @unchecked Sendable {
     func finished(_ workflowID: String) throws -> WorkflowRecord? {
         if reader == nil {
             guard FileManager.default.fileExists(atPath: dataDirectory + "/data.mdb") else { return nil }
-            reader = try EventLogReader(directory: dataDirectory)
+            do { reader = try EventLogReader(directory: dataDirectory) } catch let error as EventLogError
+                where error.code == .notFound
+            {
+                return nil  // serve is creating the log right now
+            }
         }
         let key = StateKey.finished(workflowID)
         guard let reader, let snapshot = try reader.state(forKey: key) else { return nil }
