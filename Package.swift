@@ -128,7 +128,7 @@ let package = Package(
         .target(
             name: "Workflows",
             dependencies: [
-                "Engine", "Fleet", "Providers",
+                "CapstanSupport", "Engine", "Fleet", "Providers",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -250,7 +250,10 @@ let package = Package(
         ),
         .testTarget(
             name: "WorkflowsTests",
-            dependencies: ["Workflows", "Fleet", "Engine", "Providers", "KubeSimKit", "kube-sim", "CapstanCLI"],
+            dependencies: [
+                "CapstanSupport", "EventLog", "Workflows", "Fleet", "Engine", "Providers", "KubeSimKit", "kube-sim",
+                "CapstanCLI",
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,3 +1,4 @@
+import CapstanSupport
 import Engine
 import Foundation
 import Providers
@@ -146,6 +147,4 @@ extension FleetExecutors {
 }
 
 /// RFC 3339 in UTC with whole seconds (Kubernetes' `metav1.Time`).
-func rfc3339(_ time: Timestamp) -> String {
-    Date(timeIntervalSince1970: Double(time.nanoseconds / 1_000_000_000)).ISO8601Format()
-}
+func rfc3339(_ time: Timestamp) -> String { CapstanSupport.rfc3339(nanoseconds: time.nanoseconds) }

@@ -1,3 +1,4 @@
+import CapstanSupport
 import Engine
 import EventLog
 import Foundation
@@ -117,7 +118,7 @@ actor ServeSupervisor {
 
     /// Kills and restarts serve at seeded random instants until cancelled.
     func chaos(seed: UInt64, lifetimeMilliseconds: ClosedRange<Int>) async throws {
-        var random = SplitMix(seed: seed)
+        var random = SplitMix64(seed: seed)
         while !Task.isCancelled {
             try ensureRunning()
             let span = UInt64(lifetimeMilliseconds.upperBound - lifetimeMilliseconds.lowerBound + 1)
@@ -133,19 +134,6 @@ actor ServeSupervisor {
     nonisolated func logTail(lines: Int = 30) -> String {
         let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
         return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
-    }
-}
-
-/// A seeded generator for the harness (SplitMix64).
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
