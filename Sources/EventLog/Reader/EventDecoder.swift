@@ -1,3 +1,4 @@
+import CLMDB
 import Synchronization
 
 /// Decoding caches shared by every reader of one environment in this process: interned names
@@ -162,15 +163,41 @@ final class EventDecoder {
         }
     }
 
+    /// Stream names read ahead per miss: streams are numbered in order of their first event, so
+    /// a replay meets new ones in increasing order; one cursor run replaces an `mdb_get` per
+    /// new stream (about a third of the events of a lifecycle log).
+    static let streamReadAhead = 512
+
     func stream(_ number: UInt32, _ position: LogPosition, _ txn: ReadTransaction) throws -> StreamID {
         let index = Int(number)
         if index < tables.streams.count, let cached = tables.streams[index] { return cached }
-        let name = try lookUp(number, .stream, position, txn)
-        let stream = StreamID(name)
-        if tables.streams.count <= index { tables.streams += Array(repeating: nil, count: index + 1 - tables.streams.count) }
-        tables.streams[index] = stream
-        learned = true
-        return stream
+        try readStreams(from: number, txn)
+        if index < tables.streams.count, let cached = tables.streams[index] { return cached }
+        throw EventLogError.corrupt(
+            position, "\(NameKind.stream.label) number \(number) is not in the names table", damage: .missingName)
+    }
+
+    /// Caches the names of up to `streamReadAhead` streams from `first` on, in one cursor run.
+    private func readStreams(from first: UInt32, _ txn: ReadTransaction) throws {
+        let cursor = try txn.cursor(txn.dbs.streamNames)
+        var entry = try Keys.bigEndian(first).withUnsafeBytes { try cursor.get(MDB_SET_RANGE, key: $0) }
+        var read = 0
+        while let current = entry, read < Self.streamReadAhead {
+            // A damaged key (names carry no checksum) must not size the table.
+            guard let number = Keys.readBigEndian(current.key, UInt32.self), number >= first,
+                number - first < 1 << 20
+            else { break }
+            let index = Int(number)
+            if tables.streams.count <= index {
+                tables.streams += Array(repeating: nil, count: index + 1 - tables.streams.count)
+            }
+            if tables.streams[index] == nil {
+                tables.streams[index] = StreamID(String(decoding: current.value, as: UTF8.self))
+            }
+            read += 1
+            entry = try cursor.get(MDB_NEXT)
+        }
+        if read > 0 { learned = true }
     }
 
     func name(_ number: UInt32, _ kind: NameKind, _ position: LogPosition, _ txn: ReadTransaction) throws -> String {
