@@ -1,0 +1,288 @@
+public import Engine
+
+/// The status of a Kubernetes condition.
+public enum ConditionStatus: String, Hashable, Sendable, Codable, CaseIterable {
+    case `true` = "True"
+    case `false` = "False"
+    case unknown = "Unknown"
+}
+
+/// A Node condition as the health check reads it.
+public struct NodeCondition: Hashable, Sendable, Codable {
+    public var type: String
+    public var status: ConditionStatus
+    public var lastTransitionTime: Timestamp
+
+    public init(type: String, status: ConditionStatus, lastTransitionTime: Timestamp) {
+        self.type = type
+        self.status = status
+        self.lastTransitionTime = lastTransitionTime
+    }
+}
+
+/// One `unhealthyNodeConditions` entry: the Node is unhealthy once `type` has been `status`
+/// for longer than `timeout`.
+public struct UnhealthyCondition: Hashable, Sendable, Codable {
+    public var type: String
+    public var status: ConditionStatus
+    public var timeout: GoDuration
+
+    public init(type: String, status: ConditionStatus, timeout: GoDuration) {
+        self.type = type
+        self.status = status
+        self.timeout = timeout
+    }
+}
+
+/// When remediation may go ahead, by how many targets are unhealthy.
+public enum RemediationTrigger: Hashable, Sendable, Codable {
+    /// `maxUnhealthy` (v1beta1) / `triggerIf.unhealthyLessThanOrEqualTo` (v1beta2): at most this
+    /// many of the expected machines (a percentage rounds down). CAPI's default is 100%.
+    case unhealthyAtMost(IntOrPercent)
+    /// `unhealthyRange` (v1beta1) / `triggerIf.unhealthyInRange` (v1beta2), `[min-max]`: wins over the former.
+    case unhealthyInRange(min: Int, max: Int)
+
+    /// Parses `[1-3]`.
+    ///
+    /// - Throws: ``DomainError`` with code `invalidRange`.
+    public static func range(parsing text: String) throws -> RemediationTrigger {
+        let invalid = DomainError(.invalidRange, "range \"\(text)\" is not [min-max] with whole numbers and min ≤ max (for example [1-3])")
+        guard text.hasPrefix("["), text.hasSuffix("]") else { throw invalid }
+        let bounds = text.dropFirst().dropLast().split(separator: "-", omittingEmptySubsequences: false)
+        guard bounds.count == 2,
+            bounds.allSatisfy({ !$0.isEmpty && $0.count <= 9 && $0.utf8.allSatisfy { $0 >= 0x30 && $0 <= 0x39 } }),
+            let low = Int(bounds[0]), let high = Int(bounds[1]), low <= high
+        else { throw invalid }
+        return .unhealthyInRange(min: low, max: high)
+    }
+}
+
+/// A MachineHealthCheck's rules, one model for both API versions.
+public struct HealthCheckSpec: Hashable, Sendable, Codable {
+    public var unhealthyNodeConditions: [UnhealthyCondition]
+    /// No Node after this long counts as unhealthy; `nil` disables it (CAPI: 0).
+    public var nodeStartupTimeout: GoDuration?
+    public var trigger: RemediationTrigger
+
+    /// CAPI's default node start-up timeout, 10 minutes.
+    public static let defaultNodeStartupTimeout = GoDuration(seconds: 600)
+
+    public init(
+        unhealthyNodeConditions: [UnhealthyCondition], nodeStartupTimeout: GoDuration? = HealthCheckSpec.defaultNodeStartupTimeout,
+        trigger: RemediationTrigger = .unhealthyAtMost(.percent(100))
+    ) {
+        self.unhealthyNodeConditions = unhealthyNodeConditions
+        self.nodeStartupTimeout = nodeStartupTimeout.flatMap { $0.nanoseconds == 0 ? nil : $0 }
+        self.trigger = trigger
+    }
+
+    /// From `cluster.x-k8s.io/v1beta1` fields: `unhealthyConditions[].timeout` and
+    /// `nodeStartupTimeout` are Go durations, `maxUnhealthy` int-or-percent, `unhealthyRange` `[min-max]`.
+    ///
+    /// - Throws: ``DomainError`` for a bad duration, percentage or range.
+    public static func v1beta1(
+        unhealthyConditions: [(type: String, status: ConditionStatus, timeout: String)], nodeStartupTimeout: String?,
+        maxUnhealthy: IntOrPercent?, unhealthyRange: String?
+    ) throws -> HealthCheckSpec {
+        let conditions = try unhealthyConditions.map {
+            UnhealthyCondition(type: $0.type, status: $0.status, timeout: try GoDuration(parsing: $0.timeout))
+        }
+        let startup = try nodeStartupTimeout.map { try GoDuration(parsing: $0) } ?? defaultNodeStartupTimeout
+        let trigger = try unhealthyRange.map(RemediationTrigger.range(parsing:)) ?? .unhealthyAtMost(maxUnhealthy ?? .percent(100))
+        return HealthCheckSpec(unhealthyNodeConditions: conditions, nodeStartupTimeout: startup, trigger: trigger)
+    }
+
+    /// From `cluster.x-k8s.io/v1beta2` fields: `checks.unhealthyNodeConditions[].timeoutSeconds`,
+    /// `checks.nodeStartupTimeoutSeconds`, `remediation.triggerIf.{unhealthyLessThanOrEqualTo, unhealthyInRange}`.
+    ///
+    /// - Throws: ``DomainError`` for a negative number of seconds or a bad range.
+    public static func v1beta2(
+        unhealthyNodeConditions: [(type: String, status: ConditionStatus, timeoutSeconds: Int)], nodeStartupTimeoutSeconds: Int?,
+        unhealthyLessThanOrEqualTo: IntOrPercent?, unhealthyInRange: String?
+    ) throws -> HealthCheckSpec {
+        func seconds(_ value: Int, _ what: String) throws -> GoDuration {
+            guard value >= 0 else { throw DomainError(.invalidDuration, "\(what) \(value) is negative") }
+            return GoDuration(seconds: Int64(value))
+        }
+        let conditions = try unhealthyNodeConditions.map {
+            UnhealthyCondition(type: $0.type, status: $0.status, timeout: try seconds($0.timeoutSeconds, "timeoutSeconds"))
+        }
+        let startup = try nodeStartupTimeoutSeconds.map { try seconds($0, "nodeStartupTimeoutSeconds") } ?? defaultNodeStartupTimeout
+        let trigger =
+            try unhealthyInRange.map(RemediationTrigger.range(parsing:)) ?? .unhealthyAtMost(unhealthyLessThanOrEqualTo ?? .percent(100))
+        return HealthCheckSpec(unhealthyNodeConditions: conditions, nodeStartupTimeout: startup, trigger: trigger)
+    }
+}
+
+/// One machine a health check covers, with what is known of its Node.
+public struct HealthCheckTarget: Hashable, Sendable, Codable {
+    public enum NodeState: Hashable, Sendable, Codable {
+        /// No Node has joined for this machine yet.
+        case notJoined
+        /// The Node exists, with these conditions.
+        case joined(conditions: [NodeCondition])
+        /// The machine had a Node (`nodeRef`) and it is gone.
+        case missing
+    }
+
+    public var machine: String
+    public var createdAt: Timestamp
+    /// When the machine's infrastructure (its VM) became ready, if it has.
+    public var infrastructureReadyAt: Timestamp?
+    public var node: NodeState
+    /// `cluster.x-k8s.io/remediate-machine`: remediate now.
+    public var hasRemediateAnnotation: Bool
+    /// `cluster.x-k8s.io/skip-remediation`, or the machine is paused: never judged.
+    public var isSkipped: Bool
+    public var isDeleting: Bool
+
+    public init(
+        machine: String, createdAt: Timestamp, infrastructureReadyAt: Timestamp? = nil, node: NodeState,
+        hasRemediateAnnotation: Bool = false, isSkipped: Bool = false, isDeleting: Bool = false
+    ) {
+        self.machine = machine
+        self.createdAt = createdAt
+        self.infrastructureReadyAt = infrastructureReadyAt
+        self.node = node
+        self.hasRemediateAnnotation = hasRemediateAnnotation
+        self.isSkipped = isSkipped
+        self.isDeleting = isDeleting
+    }
+}
+
+/// Why a target is unhealthy (CAPI's `HealthCheckSucceeded=False` reasons). Stored format.
+public enum UnhealthyReason: String, Hashable, Sendable, Codable {
+    case remediateAnnotation = "HasRemediateAnnotation"
+    case nodeDeleted = "NodeDeleted"
+    case nodeStartupTimeout = "NodeStartupTimeout"
+    case unhealthyNode = "UnhealthyNode"
+}
+
+/// The outcome of evaluating a health check at one instant.
+public struct HealthCheckVerdict: Hashable, Sendable, Codable {
+    public struct Finding: Hashable, Sendable, Codable {
+        public var machine: String
+        public var reason: UnhealthyReason
+        public var message: String
+    }
+
+    /// Targets judged (skipped ones excluded): CAPI's `expectedMachines`.
+    public var expected: Int
+    public var healthy: [String]
+    public var unhealthy: [Finding]
+    /// Not healthy yet not unhealthy: a matching condition or a missing Node still inside its timeout.
+    public var pending: [String]
+    /// Whether remediation may go ahead; false means short-circuited (``shortCircuitReason``).
+    public var remediationAllowed: Bool
+    /// `TooManyUnhealthy` when the trigger refuses remediation.
+    public var shortCircuitReason: String?
+    /// How many more remediations the trigger allows (CAPI `status.remediationsAllowed`).
+    public var remediationsAllowed: Int
+    /// The earliest instant a verdict could change with no new observation (a timeout
+    /// running out), so a workflow can set a timer; `nil` when only a new observation can.
+    public var nextEvaluation: Timestamp?
+
+    /// The machines to remediate now: the unhealthy ones, unless short-circuited.
+    public var toRemediate: [String] { remediationAllowed ? unhealthy.map(\.machine) : [] }
+}
+
+/// MachineHealthCheck evaluation (cluster-api `internal/controllers/machinehealthcheck`).
+public enum HealthCheck {
+    /// The reason a short-circuited check reports.
+    public static let tooManyUnhealthy = "TooManyUnhealthy"
+
+    /// Evaluates `targets` at `now`.
+    ///
+    /// A target is unhealthy, in this order, when it carries `remediate-machine`, when its
+    /// Node is gone, when (the cluster being up) it has had no Node for longer than the
+    /// start-up timeout counted from the latest of machine creation, machine infrastructure
+    /// ready, control plane initialized and cluster infrastructure ready, or when a listed
+    /// condition has held its status for longer than its timeout since `lastTransitionTime`.
+    /// Timeouts are strict (past, not at), and a pending target is due again one second
+    /// after its deadline, as CAPI requeues. Nothing but the first two is judged before the
+    /// control plane is initialized and the cluster infrastructure ready; Capstan's control
+    /// plane (Kamaji) has no machines, so CAPI's exception for control-plane machines never applies.
+    /// Skipped targets are left out; deleting ones count as expected but never healthy.
+    ///
+    /// - Parameters:
+    ///   - controlPlaneInitializedAt: when the control plane first became available, or `nil`.
+    ///   - infrastructureReadyAt: when the cluster's infrastructure became ready, or `nil`.
+    public static func evaluate(
+        _ spec: HealthCheckSpec, targets: [HealthCheckTarget], controlPlaneInitializedAt: Timestamp?,
+        infrastructureReadyAt: Timestamp?, now: Timestamp
+    ) -> HealthCheckVerdict {
+        var healthy: [String] = []
+        var unhealthy: [HealthCheckVerdict.Finding] = []
+        var pending: [String] = []
+        var deadlines: [Timestamp] = []
+        let judged = targets.filter { !$0.isSkipped }.sorted { $0.machine < $1.machine }
+        for target in judged {
+            switch judge(spec, target, controlPlaneInitializedAt: controlPlaneInitializedAt, infrastructureReadyAt: infrastructureReadyAt, now: now) {
+            case .unhealthy(let reason, let message):
+                unhealthy.append(.init(machine: target.machine, reason: reason, message: message))
+            case .pending(let deadline):
+                pending.append(target.machine)
+                deadlines.append(deadline + .seconds(1))
+            case .healthy:
+                if !target.isDeleting, case .joined = target.node { healthy.append(target.machine) }
+            }
+        }
+        let unhealthyCount = judged.count - healthy.count
+        let allowed: Bool
+        let remaining: Int
+        switch spec.trigger {
+        case .unhealthyAtMost(let limit):
+            let most = limit.scaled(against: judged.count, rounding: .down)
+            allowed = unhealthyCount <= most
+            remaining = most - unhealthyCount
+        case .unhealthyInRange(let low, let high):
+            allowed = unhealthyCount >= low && unhealthyCount <= high
+            remaining = high - unhealthyCount
+        }
+        return HealthCheckVerdict(
+            expected: judged.count, healthy: healthy, unhealthy: unhealthy, pending: pending, remediationAllowed: allowed,
+            shortCircuitReason: allowed ? nil : tooManyUnhealthy, remediationsAllowed: allowed ? max(0, remaining) : 0,
+            nextEvaluation: deadlines.min())
+    }
+
+    private enum Judgement {
+        case healthy
+        case pending(deadline: Timestamp)
+        case unhealthy(UnhealthyReason, String)
+    }
+
+    private static func judge(
+        _ spec: HealthCheckSpec, _ target: HealthCheckTarget, controlPlaneInitializedAt: Timestamp?, infrastructureReadyAt: Timestamp?,
+        now: Timestamp
+    ) -> Judgement {
+        if target.hasRemediateAnnotation {
+            return .unhealthy(.remediateAnnotation, "marked for remediation with the cluster.x-k8s.io/remediate-machine annotation")
+        }
+        if target.node == .missing {
+            return .unhealthy(.nodeDeleted, "the Node of machine \(target.machine) has been deleted")
+        }
+        guard let controlPlaneInitializedAt, let infrastructureReadyAt else { return .healthy }
+        switch target.node {
+        case .missing:
+            preconditionFailure("handled above")
+        case .notJoined:
+            guard let timeout = spec.nodeStartupTimeout else { return .healthy }
+            let start = [target.createdAt, target.infrastructureReadyAt, controlPlaneInitializedAt, infrastructureReadyAt].compactMap { $0 }.max()!
+            let deadline = start + timeout.duration
+            if deadline < now { return .unhealthy(.nodeStartupTimeout, "the Node failed to report start-up in \(timeout)") }
+            return .pending(deadline: deadline)
+        case .joined(let conditions):
+            var earliest: Timestamp?
+            for rule in spec.unhealthyNodeConditions {
+                guard let condition = conditions.first(where: { $0.type == rule.type }), condition.status == rule.status else { continue }
+                let deadline = condition.lastTransitionTime + rule.timeout.duration
+                if deadline < now {
+                    return .unhealthy(
+                        .unhealthyNode, "condition \(rule.type) on the Node has been \(rule.status.rawValue) for more than \(rule.timeout)")
+                }
+                earliest = min(earliest ?? deadline, deadline)
+            }
+            return earliest.map { .pending(deadline: $0) } ?? .healthy
+        }
+    }
+}
