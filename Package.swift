@@ -108,6 +108,7 @@ let package = Package(
                 "EventLog", "Engine",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -140,7 +141,7 @@ let package = Package(
         .executableTarget(
             name: "CapstanCLI",
             dependencies: [
-                "CapstanSupport", "EventLog", "EventLogTesting", "Engine", "Providers", "Workflows",
+                "CapstanSupport", "EventLog", "EventLogTesting", "Engine", "Fleet", "Providers", "Workflows",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -245,7 +246,8 @@ let package = Package(
         ),
         .testTarget(
             name: "FleetTests",
-            dependencies: ["Fleet", "EventLog", "Engine"],
+            dependencies: ["Fleet", "EventLog", "Engine", "CapstanCLI"],
+            exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,213 @@
+public import EventLog
+import Foundation
+
+/// The keys of the Fleet's projections in the log's `state` database. Every key starts
+/// `fleet/`; each is written in the same append as the events it covers.
+public enum FleetStateKey {
+    /// `fleet/object/<namespace>/<Kind>/<name>` → ``DesiredObject`` (JSON): the applied form.
+    public static let objectPrefix = "fleet/object/"
+    /// `fleet/requested/<namespace>/<cluster>` → ``RequestedUpgrade``: the last `capstan upgrade`.
+    public static let requestedPrefix = "fleet/requested/"
+    /// `fleet/observed/<namespace>/<cluster>` → ``ObservedCluster``: what workflows saw.
+    public static let observedPrefix = "fleet/observed/"
+    /// `fleet/audit/<namespace>/<cluster>/<time ns, 19 digits>-<d|o><revision, 12 digits>` →
+    /// ``AuditEntry``: the cluster's timeline, in time order.
+    public static let auditPrefix = "fleet/audit/"
+    /// Everything above.
+    public static let prefix = "fleet/"
+
+    static func requested(_ namespace: String, _ cluster: String) -> String { "\(requestedPrefix)\(namespace)/\(cluster)" }
+    static func observed(_ namespace: String, _ cluster: String) -> String { "\(observedPrefix)\(namespace)/\(cluster)" }
+}
+
+/// The last `capstan upgrade` of a cluster.
+public struct RequestedUpgrade: Hashable, Codable, Sendable {
+    public var version: KubernetesVersion
+    public var source: ChangeSource
+}
+
+/// A cluster as the workflows observed it.
+public struct ObservedCluster: Hashable, Codable, Sendable {
+    public struct ControlPlane: Hashable, Codable, Sendable {
+        public var installedVersion: KubernetesVersion?
+        public var status: String
+        public var ready: Bool
+        public var sinceNanoseconds: Int64
+    }
+
+    public struct Condition: Hashable, Codable, Sendable {
+        public var status: String
+        public var reason: String?
+        public var lastTransitionNanoseconds: Int64
+    }
+
+    public struct Machine: Hashable, Codable, Sendable {
+        public var deployment: String
+        public var phase: String
+        public var version: KubernetesVersion?
+        public var conditions: [String: Condition]
+        public var sinceNanoseconds: Int64
+    }
+
+    public var controlPlane: ControlPlane?
+    public var machines: [String: Machine] = [:]
+}
+
+/// One line of a cluster's audit timeline: what changed, by whom, when.
+public struct AuditEntry: Hashable, Codable, Sendable {
+    public var atNanoseconds: Int64
+    public var event: String
+    public var summary: String
+    /// `user@host` for desired state; the workflow or `observed` for facts.
+    public var actor: String
+}
+
+/// Folds Fleet events into the projections: the same pure function whether the events are
+/// being appended (its writes go into that append) or the log is being replayed.
+public enum FleetProjection {
+    /// The state writes that `events` (with their stream revisions) make, reading the current
+    /// projections through `read`. Later events of the list see the writes of earlier ones.
+    ///
+    /// - Throws: what `read` throws; a stored projection that does not decode.
+    public static func writes(
+        for events: [(event: FleetEvent, revision: StreamRevision, actor: String)],
+        read: (String) throws -> [UInt8]?
+    ) throws -> [StateWrite] {
+        var overlay: [String: [UInt8]?] = [:]
+        var order: [String] = []
+        func current(_ key: String) throws -> [UInt8]? {
+            if let pending = overlay[key] { return pending }
+            return try read(key)
+        }
+        func set(_ key: String, _ value: [UInt8]?) {
+            if overlay[key] == nil { order.append(key) }
+            overlay[key] = .some(value)
+        }
+        for (event, revision, actor) in events {
+            let audit = auditEntry(event, actor: actor)
+            switch event {
+            case .objectApplied(let object, _, let clusters, let source):
+                set(object.key.stateKey, FleetEvent.encode(object))
+                for cluster in clusters {
+                    set(auditKey(object.key.namespace, cluster, source.atNanoseconds, "d", revision), FleetEvent.encode(audit))
+                }
+            case .objectDeleted(let key, let clusters, let source):
+                set(key.stateKey, nil)
+                for cluster in clusters {
+                    set(auditKey(key.namespace, cluster, source.atNanoseconds, "d", revision), FleetEvent.encode(audit))
+                }
+                if key.kind == "Cluster" {
+                    set(FleetStateKey.requested(key.namespace, key.name), nil)
+                }
+            case .upgradeRequested(let namespace, let cluster, let version, let source):
+                set(FleetStateKey.requested(namespace, cluster), FleetEvent.encode(RequestedUpgrade(version: version, source: source)))
+                set(auditKey(namespace, cluster, source.atNanoseconds, "d", revision), FleetEvent.encode(audit))
+            case .controlPlaneObserved(let namespace, let cluster, _, _, _, let at),
+                .machineObserved(let namespace, let cluster, _, _, _, _, let at),
+                .machineConditionChanged(let namespace, let cluster, _, _, _, _, _, let at),
+                .machineDeleted(let namespace, let cluster, _, let at):
+                let key = FleetStateKey.observed(namespace, cluster)
+                var observed = ObservedCluster()
+                if let bytes = try current(key) {
+                    observed = try JSONDecoder().decode(ObservedCluster.self, from: Data(bytes))
+                }
+                fold(event, into: &observed)
+                set(key, FleetEvent.encode(observed))
+                set(auditKey(namespace, cluster, at, "o", revision), FleetEvent.encode(audit))
+            }
+        }
+        return order.map { key in
+            if case .some(.some(let value)) = overlay[key] { return .put(key: key, value: value) }
+            return .delete(key: key)
+        }
+    }
+
+    static func fold(_ event: FleetEvent, into observed: inout ObservedCluster) {
+        switch event {
+        case .controlPlaneObserved(_, _, let version, let status, let ready, let at):
+            let since = observed.controlPlane.flatMap { $0.status == status && $0.installedVersion == version ? $0.sinceNanoseconds : nil } ?? at
+            observed.controlPlane = .init(installedVersion: version, status: status, ready: ready, sinceNanoseconds: since)
+        case .machineObserved(_, _, let machine, let deployment, let phase, let version, let at):
+            var entry = observed.machines[machine]
+                ?? .init(deployment: deployment, phase: phase, version: version, conditions: [:], sinceNanoseconds: at)
+            if entry.phase != phase { entry.sinceNanoseconds = at }
+            entry.deployment = deployment
+            entry.phase = phase
+            entry.version = version ?? entry.version
+            observed.machines[machine] = entry
+        case .machineConditionChanged(_, _, let machine, let type, let status, let reason, let since, let at):
+            var entry = observed.machines[machine]
+                ?? .init(deployment: "", phase: "Unknown", version: nil, conditions: [:], sinceNanoseconds: at)
+            entry.conditions[type] = .init(status: status, reason: reason, lastTransitionNanoseconds: since)
+            observed.machines[machine] = entry
+        case .machineDeleted(_, _, let machine, _):
+            observed.machines[machine] = nil
+        default:
+            break
+        }
+    }
+
+    static func auditKey(_ namespace: String, _ cluster: String, _ at: Int64, _ side: String, _ revision: StreamRevision) -> String {
+        "\(FleetStateKey.auditPrefix)\(namespace)/\(cluster)/\(padded(UInt64(max(at, 0)), 19))-\(side)\(padded(revision.rawValue, 12))"
+    }
+
+    static func padded(_ value: UInt64, _ width: Int) -> String {
+        let text = String(value)
+        return String(repeating: "0", count: max(0, width - text.count)) + text
+    }
+
+    static func auditEntry(_ event: FleetEvent, actor: String) -> AuditEntry {
+        switch event {
+        case .objectApplied(let object, let change, _, let source):
+            let file = source.file.map { " from \($0) (\(source.digest ?? "?"))" } ?? ""
+            return AuditEntry(atNanoseconds: source.atNanoseconds, event: event.typeName,
+                              summary: "\(object.key) \(change.rawValue)\(file)", actor: source.actor)
+        case .objectDeleted(let key, _, let source):
+            return AuditEntry(atNanoseconds: source.atNanoseconds, event: event.typeName, summary: "\(key) deletion requested",
+                              actor: source.actor)
+        case .upgradeRequested(_, let cluster, let version, let source):
+            return AuditEntry(atNanoseconds: source.atNanoseconds, event: event.typeName,
+                              summary: "upgrade of \(cluster) to \(version) requested", actor: source.actor)
+        case .controlPlaneObserved(_, _, let version, let status, let ready, let at):
+            return AuditEntry(atNanoseconds: at, event: event.typeName,
+                              summary: "control plane \(version.map { "\($0)" } ?? "no version") \(status)\(ready ? ", ready" : "")", actor: actor)
+        case .machineObserved(_, _, let machine, _, let phase, let version, let at):
+            return AuditEntry(atNanoseconds: at, event: event.typeName,
+                              summary: "machine \(machine) \(phase)\(version.map { " at \($0)" } ?? "")", actor: actor)
+        case .machineConditionChanged(_, _, let machine, let type, let status, let reason, _, let at):
+            return AuditEntry(atNanoseconds: at, event: event.typeName,
+                              summary: "machine \(machine) \(type)=\(status)\(reason.map { " (\($0))" } ?? "")", actor: actor)
+        case .machineDeleted(_, _, let machine, let at):
+            return AuditEntry(atNanoseconds: at, event: event.typeName, summary: "machine \(machine) deleted", actor: actor)
+        }
+    }
+
+    /// Rebuilds every Fleet projection by folding the log from the start through `through`
+    /// (the whole log when nil): what `capstan replay --verify` compares with the stored ones.
+    ///
+    /// - Throws: reader errors; a Fleet event that does not decode.
+    public static func rebuild(_ reader: EventLogReader, through: LogPosition? = nil) throws -> [String: [UInt8]] {
+        var state: [String: [UInt8]] = [:]
+        try reader.scan(after: .start, through: through) { recorded in
+            guard recorded.streamID.rawValue.hasPrefix(FleetStateKey.prefix),
+                let event = try FleetEvent.decode(recorded)
+            else { return true }
+            let writes = try Self.writes(for: [(event, recorded.revision, recorded.metadata.actor)]) { state[$0] }
+            for write in writes {
+                switch write {
+                case .put(let key, let value): state[key] = value
+                case .delete(let key): state[key] = nil
+                }
+            }
+            return true
+        }
+        return state
+    }
+
+    /// The stored Fleet projections, as ``rebuild(_:through:)`` returns them.
+    public static func stored(_ reader: EventLogReader) throws -> [String: [UInt8]] {
+        var state: [String: [UInt8]] = [:]
+        for (key, value) in try reader.stateEntries(withPrefix: FleetStateKey.prefix) { state[key] = value }
+        return state
+    }
+}
