@@ -22,6 +22,6 @@ struct Capstan: AsyncParsableCommand {
             (missing or unreadable data directory, I/O error); 64 invalid command line.
             """,
         version: "0.1.0",
-        subcommands: [Demo.self, Log.self, Serve.self]
+        subcommands: [Apply.self, Delete.self, Get.self, Upgrade.self, Demo.self, Log.self, Serve.self]
     )
 }

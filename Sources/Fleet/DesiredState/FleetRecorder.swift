@@ -49,7 +49,9 @@ public enum FleetRecorder {
     ///
     /// - Throws: ``ManifestErrors`` when the input is invalid (nothing written);
     ///   `EventLogError`.
-    public static func perform(_ operation: FleetOperation, on log: EventLog, extraWrites: [StateWrite] = []) async throws -> Outcome {
+    public static func perform(
+        _ operation: FleetOperation, on log: EventLog, extraWrites: (DesiredStatePlan) -> [StateWrite] = { _ in [] }
+    ) async throws -> Outcome {
         var attempt = 0
         while true {
             attempt += 1
@@ -58,7 +60,7 @@ public enum FleetRecorder {
                 plan.revisions.map { (FleetEvent.desiredStream($0.key), $0.value) }, uniquingKeysWith: { first, _ in first })
             do {
                 let result = try await append(plan.events, revisions: revisions, actor: operation.source.actor, to: log,
-                                              extraWrites: extraWrites)
+                                              extraWrites: extraWrites(plan))
                 return Outcome(plan: plan, appended: result)
             } catch let error as EventLogError where error.code == .wrongExpectedRevision && attempt < 8 {
                 continue
