@@ -105,7 +105,7 @@ let package = Package(
         .target(
             name: "Fleet",
             dependencies: [
-                "EventLog", "Engine",
+                "CapstanSupport", "EventLog", "Engine",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -246,7 +246,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FleetTests",
-            dependencies: ["Fleet", "EventLog", "Engine", "CapstanCLI"],
+            dependencies: ["CapstanSupport", "Fleet", "EventLog", "Engine", "CapstanCLI"],
             exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),

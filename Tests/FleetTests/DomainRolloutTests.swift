@@ -1,3 +1,4 @@
+import CapstanSupport
 import Engine
 import Testing
 @testable import Fleet

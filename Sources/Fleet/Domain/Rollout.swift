@@ -1,3 +1,4 @@
+internal import CapstanSupport
 public import Engine
 
 /// One machine of a MachineDeployment, as the rollout arithmetic sees it.
