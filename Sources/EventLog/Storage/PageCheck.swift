@@ -142,6 +142,7 @@ struct PageCheck {
             isFreeList: false, isMain: true, isDuplicates: false)
         try walk(free)
         try walk(main)
+        try checkDeferred()
     }
 
     private func damage(_ page: UInt64, _ tree: Tree, _ reason: String) -> EventLogError {
@@ -183,11 +184,60 @@ struct PageCheck {
 
     private mutating func visit(_ page: UInt64, depth: Int, _ tree: Tree) throws(EventLogError) {
         try claim(page, tree, depth == 1 ? "the database record" : "a branch node")
+        if depth == Int(tree.record.depth) && !tree.isMain {
+            // Leaves (almost every page) are checked later in file order, read many at a
+            // time: one pread per page cost more than the checks themselves.
+            if trees.last?.name != tree.name || trees.last?.record.root != tree.record.root { trees.append(tree) }
+            deferred.append((page, trees.count - 1))
+            return
+        }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: pageSize, alignment: 8)
         defer { buffer.deallocate() }
         try read(page, into: buffer, tree)
+        try check(UnsafeRawBufferPointer(buffer), page: page, depth: depth, tree)
+    }
+
+    /// Leaves reached but not read yet, with the index of their tree in `trees`.
+    private var deferred: [(page: UInt64, tree: Int)] = []
+    private var trees: [Tree] = []
+    /// Pages read per `pread` when checking deferred leaves.
+    static let window = 64
+
+    /// Checks the deferred leaves in page order, `window` pages per read; their own
+    /// sub-databases (duplicates) defer further leaves, checked in the next round.
+    private mutating func checkDeferred() throws(EventLogError) {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.window * pageSize, alignment: 8)
+        defer { buffer.deallocate() }
+        while !deferred.isEmpty {
+            let round = deferred.sorted { $0.page < $1.page }
+            let roundTrees = trees
+            deferred = []
+            var start: UInt64 = 0
+            var pages = 0
+            for (page, index) in round {
+                let tree = roundTrees[index]
+                if page < start || page >= start + UInt64(pages) {
+                    start = page
+                    let count = Int(min(UInt64(Self.window), lastPage - page + 1))
+                    let got = pread(fd, buffer.baseAddress, count * pageSize, off_t(page) * off_t(pageSize))
+                    if got < 0 {
+                        throw EventLogError(.system, "pread \(path) page \(page): \(String(cString: strerror(errno)))")
+                    }
+                    pages = got / pageSize
+                    guard pages > 0 else { throw damage(page, tree, "the file ends inside it") }
+                }
+                let offset = Int(page - start) * pageSize
+                let bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer)[offset..<(offset + pageSize)])
+                try check(bytes, page: page, depth: Int(tree.record.depth), tree)
+            }
+        }
+    }
+
+    /// The checks of one page (branch or leaf) already read into `bytes`.
+    private mutating func check(_ bytes: UnsafeRawBufferPointer, page: UInt64, depth: Int, _ tree: Tree)
+        throws(EventLogError)
+    {
         summary.pagesRead += 1
-        let bytes = UnsafeRawBufferPointer(buffer)
         let number = bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self)
         guard number == page else { throw damage(page, tree, "it says it is page \(number)") }
         let flags = bytes.loadUnaligned(fromByteOffset: 10, as: UInt16.self)
