@@ -7,29 +7,29 @@ import Testing
     static let started = WorkflowEvent.workflowStarted(WorkflowStart(type: "steps", deciderVersion: 1, input: "2:0:"))
 
     @Test("Steps: decide: first step after start")
-    func firstStep() {
-        let state = StepsWorkflow.replay([Self.started])
+    func firstStep() throws {
+        let state = try StepsWorkflow.replay([Self.started])
         #expect(StepsWorkflow.decide(state) == [.runActivity(StepsWorkflow.request(step: 1, concurrencyKey: nil))])
     }
 
     @Test("Steps: idempotency: a scheduled step is not asked for again")
-    func scheduledNotAgain() {
+    func scheduledNotAgain() throws {
         let request = StepsWorkflow.request(step: 1, concurrencyKey: nil)
-        let state = StepsWorkflow.replay([Self.started, .activityScheduled(request)])
+        let state = try StepsWorkflow.replay([Self.started, .activityScheduled(request)])
         #expect(StepsWorkflow.decide(state) == [])
-        let running = StepsWorkflow.replay([Self.started, .activityScheduled(request), .activityStarted(activityID: "step-1", attempt: 1)])
+        let running = try StepsWorkflow.replay([Self.started, .activityScheduled(request), .activityStarted(activityID: "step-1", attempt: 1)])
         #expect(StepsWorkflow.decide(running) == [])
     }
 
     @Test("Steps: ordering: second step after the first completes, then complete")
-    func secondStepThenComplete() {
+    func secondStepThenComplete() throws {
         let first = StepsWorkflow.request(step: 1, concurrencyKey: nil)
         let second = StepsWorkflow.request(step: 2, concurrencyKey: nil)
-        let afterFirst = StepsWorkflow.replay([
+        let afterFirst = try StepsWorkflow.replay([
             Self.started, .activityScheduled(first), .activityCompleted(activityID: "step-1", attempt: 1, output: ""),
         ])
         #expect(StepsWorkflow.decide(afterFirst) == [.runActivity(second)])
-        let afterBoth = StepsWorkflow.replay([
+        let afterBoth = try StepsWorkflow.replay([
             Self.started, .activityScheduled(first), .activityCompleted(activityID: "step-1", attempt: 1, output: ""),
             .activityScheduled(second), .activityCompleted(activityID: "step-2", attempt: 2, output: ""),
         ])
@@ -37,15 +37,15 @@ import Testing
     }
 
     @Test("Steps: failure: a retried failure waits, a final one fails the workflow")
-    func failures() {
+    func failures() throws {
         let request = StepsWorkflow.request(step: 1, concurrencyKey: nil)
         let failure = ActivityFailure(kind: "conflict", message: "409")
-        let retried = StepsWorkflow.replay([
+        let retried = try StepsWorkflow.replay([
             Self.started, .activityScheduled(request),
             .activityFailed(ActivityAttemptFailure(activityID: "step-1", attempt: 1, failure: failure, nextRetryAt: Timestamp(nanoseconds: 5))),
         ])
         #expect(StepsWorkflow.decide(retried) == [])
-        let final = StepsWorkflow.replay([
+        let final = try StepsWorkflow.replay([
             Self.started, .activityScheduled(request),
             .activityFailed(ActivityAttemptFailure(activityID: "step-1", attempt: 4, failure: failure, nextRetryAt: nil)),
         ])
@@ -53,12 +53,12 @@ import Testing
     }
 
     @Test("Steps: timers: a timer before each step, started once, step after it fires")
-    func timers() {
+    func timers() throws {
         let start = WorkflowEvent.workflowStarted(WorkflowStart(type: "steps", deciderVersion: 1, input: "1:250:cluster-a"))
-        #expect(StepsWorkflow.decide(StepsWorkflow.replay([start])) == [.startTimer(id: "before-step-1", after: .milliseconds(250))])
-        let armed = StepsWorkflow.replay([start, .timerStarted(timerID: "before-step-1", fireAt: Timestamp(nanoseconds: 9))])
+        #expect(StepsWorkflow.decide(try StepsWorkflow.replay([start])) == [.startTimer(id: "before-step-1", after: .milliseconds(250))])
+        let armed = try StepsWorkflow.replay([start, .timerStarted(timerID: "before-step-1", fireAt: Timestamp(nanoseconds: 9))])
         #expect(StepsWorkflow.decide(armed) == [])
-        let fired = StepsWorkflow.replay([
+        let fired = try StepsWorkflow.replay([
             start, .timerStarted(timerID: "before-step-1", fireAt: Timestamp(nanoseconds: 9)),
             .timerFired(timerID: "before-step-1", firedAt: Timestamp(nanoseconds: 9)),
         ])
@@ -66,14 +66,14 @@ import Testing
     }
 
     @Test("Approval: signals: waits for approve with a deadline, then applies once")
-    func approval() {
+    func approval() throws {
         let start = WorkflowEvent.workflowStarted(WorkflowStart(type: "approval", deciderVersion: 1, input: ""))
         #expect(
-            ApprovalWorkflow.decide(ApprovalWorkflow.replay([start]))
+            ApprovalWorkflow.decide(try ApprovalWorkflow.replay([start]))
                 == [.waitForSignal(name: "approve"), .startTimer(id: "approval-deadline", after: .seconds(3600))])
-        let waiting = ApprovalWorkflow.replay([start, .timerStarted(timerID: "approval-deadline", fireAt: Timestamp(nanoseconds: 1))])
+        let waiting = try ApprovalWorkflow.replay([start, .timerStarted(timerID: "approval-deadline", fireAt: Timestamp(nanoseconds: 1))])
         #expect(ApprovalWorkflow.decide(waiting) == [.waitForSignal(name: "approve")])
-        let approved = ApprovalWorkflow.replay([
+        let approved = try ApprovalWorkflow.replay([
             start, .timerStarted(timerID: "approval-deadline", fireAt: Timestamp(nanoseconds: 1)),
             .signalReceived(name: "approve", payload: "alice"),
         ])
@@ -82,7 +82,7 @@ import Testing
             return
         }
         #expect(request.activityID == "apply")
-        let late = ApprovalWorkflow.replay([
+        let late = try ApprovalWorkflow.replay([
             start, .timerStarted(timerID: "approval-deadline", fireAt: Timestamp(nanoseconds: 1)),
             .timerFired(timerID: "approval-deadline", firedAt: Timestamp(nanoseconds: 1)),
         ])
@@ -90,14 +90,14 @@ import Testing
     }
 
     @Test("Parent: children: starts both once, completes when both have")
-    func parent() {
+    func parent() throws {
         let start = WorkflowEvent.workflowStarted(WorkflowStart(type: "parent", deciderVersion: 1, input: "p"))
-        #expect(ParentWorkflow.decide(ParentWorkflow.replay([start])).count == 2)
-        let oneStarted = ParentWorkflow.replay([start, .childStarted(childID: "p/child-1", type: "steps")])
+        #expect(ParentWorkflow.decide(try ParentWorkflow.replay([start])).count == 2)
+        let oneStarted = try ParentWorkflow.replay([start, .childStarted(childID: "p/child-1", type: "steps")])
         #expect(
             ParentWorkflow.decide(oneStarted)
                 == [.startChild(ChildRequest(workflowID: "p/child-2", type: "steps", input: "2:0:"))])
-        let done = ParentWorkflow.replay([
+        let done = try ParentWorkflow.replay([
             start, .childStarted(childID: "p/child-1", type: "steps"), .childStarted(childID: "p/child-2", type: "steps"),
             .childCompleted(childID: "p/child-1", output: ""), .childCompleted(childID: "p/child-2", output: ""),
         ])
@@ -105,7 +105,7 @@ import Testing
     }
 
     @Test("Operator view: a failing activity shows its step, attempt, error and next retry")
-    func operatorView() {
+    func operatorView() throws {
         var record = WorkflowRecord(workflowID: "upgrade/cluster-a")
         let request = StepsWorkflow.request(step: 1, concurrencyKey: nil)
         let events: [WorkflowEvent] = [

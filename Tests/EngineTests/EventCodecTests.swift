@@ -56,7 +56,7 @@ import Testing
     }
 
     @Test("Codec: bad input: a missing field is named with the event's place")
-    func missingField() {
+    func missingField() throws {
         let payload = Array(#"{"at":5,"activityID":"a"}"#.utf8)
         #expect {
             try WorkflowEventCodec.decode(type: "ActivityStarted", schemaVersion: 1, payload: payload, context: "stream workflow/x revision 4")
@@ -83,7 +83,7 @@ import Testing
                 try WorkflowEventCodec.decode(
                     type: type, schemaVersion: UInt16(version), payload: Array(payload), context: "fixture line \(number + 1)"))
         }
-        let state = StepsWorkflow.replay(events.map(\.event))
+        let state = try StepsWorkflow.replay(events.map(\.event))
         #expect(state.completed == 2)
         #expect(state.lastSignal == "note")
         var record = WorkflowRecord(workflowID: "steps/fixture")

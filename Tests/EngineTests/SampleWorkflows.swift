@@ -26,7 +26,7 @@ enum StepsWorkflow: Workflow {
     static let retry = RetryPolicy(
         maxAttempts: 4, initialBackoff: .milliseconds(100), maxBackoff: .seconds(2), nonRetryableErrorKinds: ["invalid"])
 
-    static func evolve(_ state: State, _ event: WorkflowEvent) -> State {
+    static func evolve(_ state: State, _ event: WorkflowEvent, at _: Timestamp) -> State {
         var state = state
         switch event {
         case .workflowStarted(let start):
@@ -48,7 +48,8 @@ enum StepsWorkflow: Workflow {
         case .signalReceived(let name, _):
             state.lastSignal = name
         case .activityStarted, .childStarted, .childCompleted, .childFailed, .cancelRequested, .workflowCompleted,
-            .workflowFailed, .workflowCancelled:
+            .workflowFailed, .workflowCancelled, .timerCancelled, .domainEvent, .childSignalled, .activityRetryRequested,
+            .workflowContinuedAsNew:
             break
         }
         return state
@@ -93,7 +94,7 @@ enum ApprovalWorkflow: Workflow {
     static let version = 1
     static let initial = State()
 
-    static func evolve(_ state: State, _ event: WorkflowEvent) -> State {
+    static func evolve(_ state: State, _ event: WorkflowEvent, at _: Timestamp) -> State {
         var state = state
         switch event {
         case .workflowStarted: state.started = true
@@ -104,7 +105,8 @@ enum ApprovalWorkflow: Workflow {
         case .activityCompleted: state.applied = true
         case .activityFailed(let failed): if failed.isFinal { state.failure = failed.failure.message }
         case .activityStarted, .childStarted, .childCompleted, .childFailed, .cancelRequested, .workflowCompleted,
-            .workflowFailed, .workflowCancelled:
+            .workflowFailed, .workflowCancelled, .timerCancelled, .domainEvent, .childSignalled, .activityRetryRequested,
+            .workflowContinuedAsNew:
             break
         }
         return state
@@ -139,7 +141,7 @@ enum ParentWorkflow: Workflow {
     static let version = 1
     static let initial = State()
 
-    static func evolve(_ state: State, _ event: WorkflowEvent) -> State {
+    static func evolve(_ state: State, _ event: WorkflowEvent, at _: Timestamp) -> State {
         var state = state
         switch event {
         case .workflowStarted(let start): state.prefix = start.input
@@ -147,7 +149,8 @@ enum ParentWorkflow: Workflow {
         case .childCompleted(let childID, _): state.childrenDone.insert(childID)
         case .childFailed(let childID, let reason): state.failure = "child \(childID): \(reason)"
         case .activityScheduled, .activityStarted, .activityCompleted, .activityFailed, .timerStarted, .timerFired,
-            .signalReceived, .cancelRequested, .workflowCompleted, .workflowFailed, .workflowCancelled:
+            .signalReceived, .cancelRequested, .workflowCompleted, .workflowFailed, .workflowCancelled, .timerCancelled, .domainEvent, .childSignalled, .activityRetryRequested,
+            .workflowContinuedAsNew:
             break
         }
         return state

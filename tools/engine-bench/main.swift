@@ -22,7 +22,7 @@ enum BenchWorkflow: Workflow {
     static let version = 1
     static let initial = State()
 
-    static func evolve(_ state: State, _ event: WorkflowEvent) -> State {
+    static func evolve(_ state: State, _ event: WorkflowEvent, at _: Timestamp) -> State {
         var state = state
         switch event {
         case .workflowStarted(let start):
@@ -32,7 +32,8 @@ enum BenchWorkflow: Workflow {
         case .activityScheduled: state.scheduled += 1
         case .activityCompleted: state.completed += 1
         case .activityStarted, .activityFailed, .timerStarted, .timerFired, .signalReceived, .childStarted, .childCompleted,
-            .childFailed, .cancelRequested, .workflowCompleted, .workflowFailed, .workflowCancelled:
+            .childFailed, .cancelRequested, .workflowCompleted, .workflowFailed, .workflowCancelled, .timerCancelled, .domainEvent, .childSignalled, .activityRetryRequested,
+            .workflowContinuedAsNew:
             break
         }
         return state

@@ -14,7 +14,7 @@ extension RetryPolicy: Codable {
 
 extension ActivityRequest: Codable {
     private enum CodingKeys: String, CodingKey {
-        case activityID, name, input, retry, timeoutNanoseconds, concurrencyKey
+        case activityID, name, input, retry, timeoutNanoseconds, concurrencyKey, repeatable
     }
 
     public init(from decoder: any Decoder) throws {
@@ -25,7 +25,8 @@ extension ActivityRequest: Codable {
             input: try container.decode(String.self, forKey: .input),
             retry: try container.decode(RetryPolicy.self, forKey: .retry),
             startToCloseTimeout: .nanoseconds(try container.decode(Int64.self, forKey: .timeoutNanoseconds)),
-            concurrencyKey: try container.decodeIfPresent(String.self, forKey: .concurrencyKey))
+            concurrencyKey: try container.decodeIfPresent(String.self, forKey: .concurrencyKey),
+            repeatable: try container.decodeIfPresent(Bool.self, forKey: .repeatable) ?? false)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -36,5 +37,6 @@ extension ActivityRequest: Codable {
         try container.encode(retry, forKey: .retry)
         try container.encode(startToCloseTimeout.nanosecondsClamped, forKey: .timeoutNanoseconds)
         try container.encodeIfPresent(concurrencyKey, forKey: .concurrencyKey)
+        if repeatable { try container.encode(true, forKey: .repeatable) }
     }
 }

@@ -23,14 +23,25 @@ public enum WorkflowEvent: Hashable, Sendable {
     case workflowCompleted(output: String)
     case workflowFailed(reason: String)
     case workflowCancelled(reason: String)
+    /// A pending timer was cancelled (by the decider, or because the signal it bounded came).
+    case timerCancelled(timerID: String)
+    /// A fact the decider recorded (``WorkflowCommand/recordEvent(_:)``).
+    case domainEvent(DomainEvent)
+    /// This run sent a signal to its child.
+    case childSignalled(childID: String, name: String)
+    /// An operator asked to run a failed activity again: the next attempt is a new one, with
+    /// the retry policy's budget afresh.
+    case activityRetryRequested(activityID: String, by: String)
+    /// This run ended and run `run` of the same workflow carries on (in its own stream).
+    case workflowContinuedAsNew(run: Int)
 
     /// Whether this event ends the run.
     public var isTerminal: Bool {
         switch self {
-        case .workflowCompleted, .workflowFailed, .workflowCancelled: true
+        case .workflowCompleted, .workflowFailed, .workflowCancelled, .workflowContinuedAsNew: true
         case .workflowStarted, .activityScheduled, .activityStarted, .activityCompleted, .activityFailed,
             .timerStarted, .timerFired, .signalReceived, .childStarted, .childCompleted, .childFailed,
-            .cancelRequested:
+            .cancelRequested, .timerCancelled, .domainEvent, .childSignalled, .activityRetryRequested:
             false
         }
     }
@@ -45,13 +56,22 @@ public struct WorkflowStart: Hashable, Sendable {
     public var parentID: String?
     /// At most one running workflow holds a unique key (such as `upgrade/cluster-a`).
     public var uniqueKey: String?
+    /// The run number: 1, or more after ``WorkflowCommand/continueAsNew``.
+    public var run: Int
+    /// The decider state the run starts from (JSON), after a continue-as-new; nil: `initial`.
+    public var carriedState: String?
 
-    public init(type: String, deciderVersion: Int, input: String, parentID: String? = nil, uniqueKey: String? = nil) {
+    public init(
+        type: String, deciderVersion: Int, input: String, parentID: String? = nil, uniqueKey: String? = nil, run: Int = 1,
+        carriedState: String? = nil
+    ) {
         self.type = type
         self.deciderVersion = deciderVersion
         self.input = input
         self.parentID = parentID
         self.uniqueKey = uniqueKey
+        self.run = run
+        self.carriedState = carriedState
     }
 }
 

@@ -23,6 +23,11 @@ public enum WorkflowEventCodec {
         case .workflowCompleted: ("WorkflowCompleted", 1)
         case .workflowFailed: ("WorkflowFailed", 1)
         case .workflowCancelled: ("WorkflowCancelled", 1)
+        case .timerCancelled: ("TimerCancelled", 1)
+        case .domainEvent: ("DomainEventRecorded", 1)
+        case .childSignalled: ("ChildSignalled", 1)
+        case .activityRetryRequested: ("ActivityRetryRequested", 1)
+        case .workflowContinuedAsNew: ("WorkflowContinuedAsNew", 1)
         }
     }
 
@@ -37,6 +42,8 @@ public enum WorkflowEventCodec {
             fields.input = start.input
             fields.parentID = start.parentID
             fields.uniqueKey = start.uniqueKey
+            fields.run = start.run == 1 ? nil : start.run
+            fields.carriedState = start.carriedState
         case .activityScheduled(let request):
             fields.activityID = request.activityID
             fields.name = request.name
@@ -44,6 +51,7 @@ public enum WorkflowEventCodec {
             fields.retry = StoredRetry(request.retry)
             fields.timeoutNanoseconds = request.startToCloseTimeout.nanosecondsClamped
             fields.concurrencyKey = request.concurrencyKey
+            fields.repeatable = request.repeatable ? true : nil
         case .activityStarted(let activityID, let attempt):
             fields.activityID = activityID
             fields.attempt = attempt
@@ -80,6 +88,20 @@ public enum WorkflowEventCodec {
             fields.reason = reason
         case .workflowCompleted(let output):
             fields.output = output
+        case .timerCancelled(let timerID):
+            fields.timerID = timerID
+        case .domainEvent(let event):
+            fields.eventID = event.id
+            fields.name = event.name
+            fields.payload = event.payload
+        case .childSignalled(let childID, let name):
+            fields.childID = childID
+            fields.name = name
+        case .activityRetryRequested(let activityID, let by):
+            fields.activityID = activityID
+            fields.by = by
+        case .workflowContinuedAsNew(let run):
+            fields.run = run
         }
         return (type, version, fields.json())
     }
@@ -104,7 +126,8 @@ public enum WorkflowEventCodec {
             event = .workflowStarted(
                 WorkflowStart(
                     type: try reader.require(\.type, "type"), deciderVersion: try reader.require(\.deciderVersion, "deciderVersion"),
-                    input: fields.input ?? "", parentID: fields.parentID, uniqueKey: fields.uniqueKey))
+                    input: fields.input ?? "", parentID: fields.parentID, uniqueKey: fields.uniqueKey, run: fields.run ?? 1,
+                    carriedState: fields.carriedState))
         case ("ActivityScheduled", 1):
             let retry = try reader.require(\.retry, "retry")
             event = .activityScheduled(
@@ -112,7 +135,7 @@ public enum WorkflowEventCodec {
                     activityID: try reader.require(\.activityID, "activityID"), name: try reader.require(\.name, "name"),
                     input: fields.input ?? "", retry: try retry.policy(context: reader.context),
                     startToCloseTimeout: .nanoseconds(try reader.require(\.timeoutNanoseconds, "timeoutNanoseconds")),
-                    concurrencyKey: fields.concurrencyKey))
+                    concurrencyKey: fields.concurrencyKey, repeatable: fields.repeatable ?? false))
         case ("ActivityStarted", 1):
             event = .activityStarted(
                 activityID: try reader.require(\.activityID, "activityID"), attempt: try reader.require(\.attempt, "attempt"))
@@ -161,6 +184,17 @@ public enum WorkflowEventCodec {
             event = .workflowFailed(reason: try reader.require(\.reason, "reason"))
         case ("WorkflowCancelled", 1):
             event = .workflowCancelled(reason: try reader.require(\.reason, "reason"))
+        case ("TimerCancelled", 1):
+            event = .timerCancelled(timerID: try reader.require(\.timerID, "timerID"))
+        case ("DomainEventRecorded", 1):
+            event = .domainEvent(
+                DomainEvent(id: try reader.require(\.eventID, "eventID"), name: try reader.require(\.name, "name"), payload: fields.payload ?? ""))
+        case ("ChildSignalled", 1):
+            event = .childSignalled(childID: try reader.require(\.childID, "childID"), name: try reader.require(\.name, "name"))
+        case ("ActivityRetryRequested", 1):
+            event = .activityRetryRequested(activityID: try reader.require(\.activityID, "activityID"), by: fields.by ?? "")
+        case ("WorkflowContinuedAsNew", 1):
+            event = .workflowContinuedAsNew(run: try reader.require(\.run, "run"))
         default:
             throw EngineError(.corruptHistory, "\(context): unknown event type \(type) with schema version \(schemaVersion)")
         }
@@ -201,6 +235,11 @@ struct StoredFields: Codable {
     var payload: String?
     var childID: String?
     var reason: String?
+    var run: Int?
+    var carriedState: String?
+    var repeatable: Bool?
+    var eventID: String?
+    var by: String?
 
     init(at: Int64) { self.at = at }
 
@@ -248,6 +287,11 @@ struct StoredFields: Codable {
         out.field("payload", payload)
         out.field("childID", childID)
         out.field("reason", reason)
+        out.field("run", run)
+        out.field("carriedState", carriedState)
+        out.field("repeatable", repeatable)
+        out.field("eventID", eventID)
+        out.field("by", by)
         out.closeObject()
         return out.bytes
     }

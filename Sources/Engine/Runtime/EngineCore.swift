@@ -124,8 +124,13 @@ public final class EngineCore {
         guard let definition = definitions[type] else {
             throw EngineError(.unknownWorkflowType, "workflow \(workflowID): no workflow type named \(type) is registered")
         }
-        guard !workflowID.isEmpty, StreamID.forWorkflow(workflowID).rawValue.utf8.count <= StreamID.maxLengthBytes else {
-            throw EngineError(.invalidInput, "workflow id \(workflowID.debugDescription): must be 1 to 240 bytes")
+        guard !workflowID.isEmpty, !workflowID.contains("@"),
+            StreamID.forWorkflow(workflowID, run: 1_000_000).rawValue.utf8.count <= StreamID.maxLengthBytes
+        else {
+            throw EngineError(.invalidInput, "workflow id \(workflowID.debugDescription): must be 1 to 220 bytes without @")
+        }
+        do { try definition.checkInput(input) } catch {
+            throw EngineError(.invalidInput, "workflow \(workflowID): \((error as? EngineError)?.message ?? "\(error)")")
         }
         if let key = uniqueKey, let holder = uniqueKeys[key] {
             throw EngineError(.alreadyRunning, "unique key \(key) is held by running workflow \(holder); \(workflowID) not started")
@@ -146,7 +151,20 @@ public final class EngineCore {
             cancel(workflowID: workflowID, reason: payload.isEmpty ? "cancelled by signal" : payload, now: now)
             return true
         }
+        if name == EngineSignal.retry {
+            return retryActivity(workflowID: workflowID, activityID: payload, by: "signal", now: now)
+        }
         emit(.signalReceived(name: name, payload: payload), to: workflowID, now: now)
+        let timeoutID = WorkflowCommand.signalTimeoutTimerID(name)
+        if instances[workflowID]?.record.timers[timeoutID] != nil {
+            emit(.timerCancelled(timerID: timeoutID), to: workflowID, now: now)
+        }
+        if name == EngineSignal.pause || name == EngineSignal.resume {
+            // Pause and resume reach the children too.
+            for (childID, status) in instance.record.children.sorted(by: { $0.key < $1.key }) where status == .running {
+                signal(workflowID: childID, name: name, payload: payload, now: now)
+            }
+        }
         if name == EngineSignal.resume && instance.record.paused {
             requeueAfterResume(workflowID: workflowID, now: now)
         }
@@ -154,12 +172,36 @@ public final class EngineCore {
         return true
     }
 
-    /// Cancels a running workflow and, through it, its running children.
+    /// Runs a failed activity of a running workflow again, as a new attempt with the retry
+    /// policy's budget afresh (``WorkflowEvent/activityRetryRequested(activityID:by:)``).
+    /// Returns false when the workflow does not run or the activity has not failed for good.
+    @discardableResult
+    public func retryActivity(workflowID: String, activityID: String, by: String, now: Timestamp) -> Bool {
+        guard let instance = instances[workflowID], instance.record.quarantine == nil,
+            instance.record.activities[activityID]?.phase == .failed
+        else { return false }
+        emit(.activityRetryRequested(activityID: activityID, by: by), to: workflowID, now: now)
+        waiting.append(ActivityKey(workflowID: workflowID, activityID: activityID))
+        decideLoop(workflowID, now: now)
+        return true
+    }
+
+    /// Cancels a running workflow and, through it, its running children. A type that
+    /// ``Workflow/cleansUpOnCancel`` keeps deciding (its decider sees
+    /// ``WorkflowEvent/cancelRequested(reason:)``) and ends as cancelled once it asks for
+    /// nothing new and no activity or child is open, or when it completes or fails.
     public func cancel(workflowID: String, reason: String, now: Timestamp) {
-        guard instances[workflowID] != nil else { return }
+        guard let instance = instances[workflowID], !instance.record.cancelRequested else { return }
         emit(.cancelRequested(reason: reason), to: workflowID, now: now)
-        finish(workflowID, with: .workflowCancelled(reason: reason), now: now)
-        pump(now: now)
+        guard instance.definition.cleansUpOnCancel, instance.record.quarantine == nil else {
+            finish(workflowID, with: .workflowCancelled(reason: reason), now: now)
+            pump(now: now)
+            return
+        }
+        for (childID, status) in instance.record.children.sorted(by: { $0.key < $1.key }) where status == .running {
+            cancel(workflowID: childID, reason: "parent \(workflowID) cancelled: \(reason)", now: now)
+        }
+        decideLoop(workflowID, now: now)
     }
 
     /// Handles an event of the signal inbox stream at `position` (once per position).
@@ -192,11 +234,13 @@ public final class EngineCore {
             emit(.activityCompleted(activityID: key.activityID, attempt: dispatch.attempt, output: output), to: key.workflowID, now: now)
         case .failure(let failure):
             let policy = activity.request.retry
+            // Attempts since the last manual retry count against the policy.
+            let used = dispatch.attempt - (activity.attemptsBeforeRetry ?? 0)
             let retries = failure.retryable && !policy.nonRetryableErrorKinds.contains(failure.kind)
-                && dispatch.attempt < policy.maxAttempts
+                && used < policy.maxAttempts
             var nextRetryAt: Timestamp?
             if retries {
-                let backoff = policy.backoff(afterAttempt: dispatch.attempt).nanosecondsClamped
+                let backoff = policy.backoff(afterAttempt: used).nanosecondsClamped
                 // Equal jitter: half the backoff, plus a random part of the other half.
                 let jitter = backoff / 2 > 0 ? Int64(random.next() % UInt64(backoff / 2 + 1)) : 0
                 nextRetryAt = now + .nanoseconds(backoff - backoff / 2 + jitter)
@@ -215,7 +259,10 @@ public final class EngineCore {
             _ = wakeups.popMin()
             switch next.kind {
             case .timer(let workflowID, let timerID):
-                guard let instance = instances[workflowID], instance.record.timers[timerID]?.fired == false else { continue }
+                // A cancelled timer left the record; one re-armed under the same id fires later.
+                guard let instance = instances[workflowID], instance.record.quarantine == nil,
+                    let timer = instance.record.timers[timerID], !timer.fired, timer.fireAt == next.at
+                else { continue }
                 emit(.timerFired(timerID: timerID, firedAt: now), to: workflowID, now: now)
                 decideLoop(workflowID, now: now)
             case .retry(let key, let failedAttempt):
@@ -301,18 +348,33 @@ public final class EngineCore {
     /// - Throws: ``EngineError`` `.corruptHistory` or `.unknownWorkflowType`.
     func fold(_ events: [RecordedEvent]) throws -> (record: WorkflowRecord, state: any WorkflowStateBox) {
         guard let first = events.first else { throw EngineError(.corruptHistory, "empty workflow stream") }
-        let workflowID = String(first.streamID.rawValue.dropFirst("workflow/".count))
+        let name = first.streamID.rawValue.dropFirst("workflow/".count)
+        let workflowID = String(name[..<(name.firstIndex(of: "@") ?? name.endIndex)])
         var record = WorkflowRecord(workflowID: workflowID)
-        var decoded: [WorkflowEvent] = []
+        var state: (any WorkflowStateBox)?
         for event in events {
             let stamped = try WorkflowEventCodec.decode(event)
             record.apply(stamped, revision: event.revision.rawValue)
-            decoded.append(stamped.event)
+            if state == nil {
+                guard case .workflowStarted(let start) = stamped.event else {
+                    throw EngineError(.corruptHistory, "stream \(first.streamID): does not begin with WorkflowStarted")
+                }
+                guard let definition = definitions[start.type] else {
+                    throw EngineError(.unknownWorkflowType, "stream \(first.streamID): type \(start.type) is not registered")
+                }
+                state = try definition.startState(start)
+            }
+            guard record.quarantine == nil, let current = state else { continue }
+            do { state = try current.evolved(stamped.event, at: stamped.at) } catch {
+                record.quarantine = Self.quarantineReason(error, revision: event.revision.rawValue)
+            }
         }
-        guard let definition = definitions[record.type] else {
-            throw EngineError(.unknownWorkflowType, "stream \(first.streamID): type \(record.type) is not registered")
-        }
-        return (record, definition.fold(decoded))
+        return (record, state!)
+    }
+
+    /// Why a run is quarantined: its decider's `evolve` threw at `revision`.
+    static func quarantineReason(_ error: any Error, revision: UInt64) -> String {
+        "evolve failed at revision \(revision): \((error as? EngineError)?.message ?? "\(error)")"
     }
 
     /// Whether folding `events` (a workflow's whole stream) gives this core's live record
@@ -350,6 +412,8 @@ public final class EngineCore {
             instances[record.workflowID] = Instance(
                 record: record, state: state, definition: definition, nextRevision: record.lastRevision + 1)
             if let unique = record.uniqueKey { uniqueKeys[unique] = record.workflowID }
+            // A quarantined run keeps its place (and unique key) but nothing of it runs.
+            guard record.quarantine == nil else { continue }
             for (activityID, activity) in record.activities.sorted(by: { $0.key < $1.key }) {
                 let key = ActivityKey(workflowID: record.workflowID, activityID: activityID)
                 switch activity.phase {
@@ -430,27 +494,42 @@ public final class EngineCore {
         let proposed = ProposedEvent(
             id: EventID(high: random.next(), low: random.next()), type: encoded.type, schemaVersion: encoded.schemaVersion,
             metadata: EventMetadata(actor: options.actor), payload: encoded.payload)
-        if pendingStreams[workflowID] == nil {
+        let streamID: StreamID
+        if case .workflowStarted(let start) = event {
+            streamID = .forWorkflow(workflowID, run: start.run)
+        } else {
+            streamID = instance.record.streamID
+        }
+        if pendingStreams[streamID.rawValue] == nil {
             let expected: ExpectedRevision =
                 instance.nextRevision == 0 ? .noStream : .exact(StreamRevision(instance.nextRevision - 1))
-            pendingStreams[workflowID] = StreamAppend(
-                streamID: .forWorkflow(workflowID), expectedRevision: expected, events: [])
+            pendingStreams[streamID.rawValue] = StreamAppend(streamID: streamID, expectedRevision: expected, events: [])
         }
-        pendingStreams[workflowID]!.events.append(proposed)
+        pendingStreams[streamID.rawValue]!.events.append(proposed)
         instance.record.apply(stamped, revision: instance.nextRevision)
-        instance.state = instance.state.evolved(event)
+        if instance.record.quarantine == nil {
+            do { instance.state = try instance.state.evolved(event, at: now) } catch {
+                instance.record.quarantine = Self.quarantineReason(error, revision: instance.nextRevision)
+            }
+        }
         instance.nextRevision += 1
         instances[workflowID] = instance
         touched.append(workflowID)
     }
 
-    /// Acts on the decider's commands until it asks for nothing new (bounded).
+    /// Acts on the decider's commands until it asks for nothing new. A decider that keeps
+    /// asking for new work without waiting is quarantined, naming the command.
     private func decideLoop(_ workflowID: String, now: Timestamp) {
-        for _ in 0..<64 {
-            guard let instance = instances[workflowID], !instance.record.paused else { break }
+        var rounds = 0
+        rounds: while let instance = instances[workflowID], instance.record.quarantine == nil, !instance.record.paused {
+            rounds += 1
             var progressed = false
             for command in instance.state.decide() {
-                guard let current = instances[workflowID] else { return }
+                guard let current = instances[workflowID], current.record.quarantine == nil else { break rounds }
+                if rounds > Self.maxDecideRounds {
+                    quarantine(workflowID, "its decider asked for new work \(Self.maxDecideRounds) rounds in a row without waiting (last: \(command))")
+                    break rounds
+                }
                 switch command {
                 case .runActivity(let request):
                     guard !current.record.knowsActivity(request.activityID) else { continue }
@@ -459,27 +538,104 @@ public final class EngineCore {
                     progressed = true
                 case .startTimer(let timerID, let after):
                     guard current.record.timers[timerID] == nil else { continue }
-                    let fireAt = now + after
-                    emit(.timerStarted(timerID: timerID, fireAt: fireAt), to: workflowID, now: now)
-                    arm(.timer(workflowID: workflowID, timerID: timerID), at: fireAt)
+                    startTimer(timerID, after: after, workflowID: workflowID, now: now)
+                    progressed = true
+                case .cancelTimer(let timerID):
+                    guard current.record.timers[timerID] != nil else { continue }
+                    emit(.timerCancelled(timerID: timerID), to: workflowID, now: now)
                     progressed = true
                 case .startChild(let request):
                     guard current.record.children[request.workflowID] == nil else { continue }
                     startChild(request, parentID: workflowID, now: now)
                     progressed = true
-                case .waitForSignal:
-                    continue
+                case .signalChild(let childID, let name, let payload):
+                    guard current.record.children[childID] == .running, instances[childID] != nil else { continue }
+                    emit(.childSignalled(childID: childID, name: name), to: workflowID, now: now)
+                    signal(workflowID: childID, name: name, payload: payload, now: now)
+                    progressed = true
+                case .cancelChild(let childID, let reason):
+                    guard current.record.children[childID] == .running, let child = instances[childID],
+                        !child.record.cancelRequested
+                    else { continue }
+                    cancel(workflowID: childID, reason: reason, now: now)
+                    progressed = true
+                case .waitForSignal(let name, let timeout):
+                    let timerID = WorkflowCommand.signalTimeoutTimerID(name)
+                    guard let timeout, current.record.timers[timerID] == nil else { continue }
+                    startTimer(timerID, after: timeout, workflowID: workflowID, now: now)
+                    progressed = true
+                case .recordEvent(let event):
+                    guard current.record.recordedEvents?.contains(event.id) != true else { continue }
+                    emit(.domainEvent(event), to: workflowID, now: now)
+                    progressed = true
+                case .continueAsNew:
+                    guard !current.record.hasOpenWork, !current.record.cancelRequested else { continue }
+                    continueAsNew(workflowID, now: now)
+                    progressed = true
                 case .complete(let output):
-                    finish(workflowID, with: .workflowCompleted(output: output), now: now)
-                    return
+                    if let reason = current.record.cancelReason {
+                        finish(workflowID, with: .workflowCancelled(reason: reason), now: now)
+                    } else {
+                        finish(workflowID, with: .workflowCompleted(output: output), now: now)
+                    }
+                    break rounds
                 case .fail(let reason):
-                    finish(workflowID, with: .workflowFailed(reason: reason), now: now)
-                    return
+                    if let cancelReason = current.record.cancelReason {
+                        finish(workflowID, with: .workflowCancelled(reason: "\(cancelReason); cleanup failed: \(reason)"), now: now)
+                    } else {
+                        finish(workflowID, with: .workflowFailed(reason: reason), now: now)
+                    }
+                    break rounds
                 }
             }
-            if !progressed { break }
+            if !progressed {
+                // A cancelled run that cleans up ends once it asks for nothing and nothing is open.
+                if let current = instances[workflowID], let reason = current.record.cancelReason, !current.record.hasOpenWork {
+                    for timerID in current.record.timers.keys.sorted() {
+                        emit(.timerCancelled(timerID: timerID), to: workflowID, now: now)
+                    }
+                    finish(workflowID, with: .workflowCancelled(reason: reason), now: now)
+                }
+                break
+            }
         }
         pump(now: now)
+    }
+
+    /// Rounds of new commands in a row after which a decider counts as looping.
+    static let maxDecideRounds = 64
+
+    private func startTimer(_ timerID: String, after: Duration, workflowID: String, now: Timestamp) {
+        let fireAt = now + after
+        emit(.timerStarted(timerID: timerID, fireAt: fireAt), to: workflowID, now: now)
+        arm(.timer(workflowID: workflowID, timerID: timerID), at: fireAt)
+    }
+
+    /// Stops deciding and dispatching for a run (its history stays as it is).
+    private func quarantine(_ workflowID: String, _ reason: String) {
+        guard instances[workflowID] != nil else { return }
+        instances[workflowID]!.record.quarantine = reason
+        touched.append(workflowID)
+        for (activityID, activity) in instances[workflowID]!.record.activities.sorted(by: { $0.key < $1.key })
+        where activity.phase == .running {
+            release(ActivityKey(workflowID: workflowID, activityID: activityID))
+        }
+    }
+
+    /// Ends this run and starts the next in its own stream, carrying the decider's state.
+    private func continueAsNew(_ workflowID: String, now: Timestamp) {
+        guard let old = instances[workflowID] else { return }
+        for timerID in old.record.timers.keys.sorted() { emit(.timerCancelled(timerID: timerID), to: workflowID, now: now) }
+        let run = old.record.runNumber + 1
+        emit(.workflowContinuedAsNew(run: run), to: workflowID, now: now)
+        guard let ended = instances[workflowID] else { return }
+        let start = WorkflowStart(
+            type: ended.record.type, deciderVersion: ended.definition.version, input: ended.record.input,
+            parentID: ended.record.parentID, uniqueKey: ended.record.uniqueKey, run: run,
+            carriedState: String(decoding: ended.state.encoded(), as: UTF8.self))
+        instances[workflowID] = Instance(
+            record: WorkflowRecord(workflowID: workflowID), state: ended.state, definition: ended.definition, nextRevision: 0)
+        emit(.workflowStarted(start), to: workflowID, now: now)
     }
 
     private func startChild(_ request: ChildRequest, parentID: String, now: Timestamp) {
@@ -490,6 +646,12 @@ public final class EngineCore {
         }
         guard instances[request.workflowID] == nil, finished[request.workflowID] == nil, !idIsTaken(request.workflowID) else {
             emit(.childFailed(childID: request.workflowID, reason: "workflow id \(request.workflowID) exists already"), to: parentID, now: now)
+            return
+        }
+        do { try definition.checkInput(request.input) } catch {
+            emit(
+                .childFailed(childID: request.workflowID, reason: (error as? EngineError)?.message ?? "\(error)"), to: parentID,
+                now: now)
             return
         }
         let start = WorkflowStart(type: request.type, deciderVersion: definition.version, input: request.input, parentID: parentID)
@@ -519,8 +681,8 @@ public final class EngineCore {
                 emit(
                     .childFailed(childID: workflowID, reason: "\(instance.record.status.rawValue): \(instance.record.result ?? "")"),
                     to: parentID, now: now)
-            case .running:
-                preconditionFailure("finished workflow \(workflowID) is running")
+            case .running, .continuedAsNew, .quarantined:
+                preconditionFailure("finished workflow \(workflowID) is \(instance.record.status)")
             }
             decideLoop(parentID, now: now)
         }
@@ -543,7 +705,7 @@ public final class EngineCore {
                 inFlight[key] == nil
             else { continue }
             let ready = activity.phase == .scheduled || (activity.phase == .backoff && (activity.nextRetryAt ?? now) <= now)
-            guard ready, !instance.record.paused else { continue }
+            guard ready, !instance.record.paused, instance.record.quarantine == nil else { continue }
             if let concurrencyKey = activity.request.concurrencyKey,
                 inFlightPerKey[concurrencyKey, default: 0] >= options.perKeyConcurrency
             {
@@ -581,7 +743,9 @@ public final class EngineCore {
     }
 
     private func snapshot(of instance: Instance) -> [UInt8] {
-        WorkflowSnapshot.encode(record: instance.record, state: instance.state.encoded(), commands: instance.state.decide())
+        WorkflowSnapshot.encode(
+            record: instance.record, state: instance.state.encoded(), commands: instance.state.decide(),
+            progress: instance.state.progressJSON())
     }
 }
 
@@ -619,6 +783,12 @@ public enum StateKey {
 }
 
 extension StreamID {
-    /// The stream of a workflow run: `workflow/<id>`.
+    /// The stream of a workflow's first run: `workflow/<id>`.
     public static func forWorkflow(_ workflowID: String) -> StreamID { StreamID("workflow/" + workflowID) }
+
+    /// The stream of run `run` of a workflow: `workflow/<id>` for the first, then
+    /// `workflow/<id>@run<n>` (workflow ids hold no `@`).
+    public static func forWorkflow(_ workflowID: String, run: Int) -> StreamID {
+        run <= 1 ? forWorkflow(workflowID) : StreamID("workflow/\(workflowID)@run\(run)")
+    }
 }

@@ -1,3 +1,5 @@
+public import EventLog
+
 /// The engine's own fold of a workflow's events: what runs, what waits, what failed.
 ///
 /// Like a decider's state it is a pure function of the events (times come from the
@@ -6,6 +8,10 @@
 public struct WorkflowRecord: Codable, Equatable, Sendable {
     public enum Status: String, Codable, Sendable {
         case running, completed, failed, cancelled
+        /// This run ended with a continue-as-new (only in the fold of an old run's stream).
+        case continuedAsNew
+        /// Its history cannot fold (shown in ``WorkflowView``; the record keeps `running`).
+        case quarantined
     }
 
     public struct Activity: Codable, Equatable, Sendable {
@@ -28,10 +34,16 @@ public struct WorkflowRecord: Codable, Equatable, Sendable {
         public var startedAt: Timestamp?
         public var nextRetryAt: Timestamp?
         public var lastError: String?
+        /// The attempts made before an operator's manual retry gave the retry policy's budget
+        /// afresh (nil: none).
+        public var attemptsBeforeRetry: Int?
     }
 
+    /// A pending timer (a fired or cancelled one leaves the record, so a poll loop that
+    /// re-arms one id keeps the record bounded).
     public struct Timer: Codable, Equatable, Sendable {
         public var fireAt: Timestamp
+        /// Always false for records written since timers leave the record once fired.
         public var fired: Bool
     }
 
@@ -45,6 +57,8 @@ public struct WorkflowRecord: Codable, Equatable, Sendable {
     public var input: String = ""
     public var parentID: String?
     public var uniqueKey: String?
+    /// The run number (nil: 1); a continue-as-new starts the next run in its own stream.
+    public var run: Int?
     public var status: Status = .running
     /// Revision of the last event folded.
     public var lastRevision: UInt64 = 0
@@ -58,11 +72,24 @@ public struct WorkflowRecord: Codable, Equatable, Sendable {
     public var children: [String: ChildStatus] = [:]
     public var paused = false
     public var cancelRequested = false
+    /// Why it was cancelled, once a cancel was requested.
+    public var cancelReason: String?
     public var lastError: String?
     /// The output of a completed run, or the reason of a failed or cancelled one.
     public var result: String?
+    /// Ids of the domain events this run recorded (the engine records an id once).
+    public var recordedEvents: Set<String>?
+    /// Why the decider cannot fold this run's history (set by the engine, not by an event):
+    /// nothing more is decided or dispatched for it until a fixed decider is deployed.
+    public var quarantine: String?
 
     public init(workflowID: String) { self.workflowID = workflowID }
+
+    /// The run number (1 unless continued as new).
+    public var runNumber: Int { run ?? 1 }
+
+    /// The stream this run writes to.
+    public var streamID: StreamID { .forWorkflow(workflowID, run: runNumber) }
 
     /// Whether the activity was ever scheduled in this run.
     public func knowsActivity(_ activityID: String) -> Bool {
@@ -80,6 +107,7 @@ public struct WorkflowRecord: Codable, Equatable, Sendable {
             input = start.input
             parentID = start.parentID
             uniqueKey = start.uniqueKey
+            run = start.run == 1 ? nil : start.run
             status = .running
         case .activityScheduled(let request):
             activities[request.activityID] = Activity(request: request, phase: .scheduled, attempt: 0)
@@ -89,8 +117,9 @@ public struct WorkflowRecord: Codable, Equatable, Sendable {
             activities[activityID]?.startedAt = stamped.at
             activities[activityID]?.nextRetryAt = nil
         case .activityCompleted(let activityID, _, _):
+            let repeatable = activities[activityID]?.request.repeatable ?? false
             activities[activityID] = nil
-            completedActivities.insert(activityID)
+            if !repeatable { completedActivities.insert(activityID) }
         case .activityFailed(let failed):
             let text = "\(failed.failure.kind): \(failed.failure.message)"
             activities[failed.activityID]?.phase = failed.isFinal ? .failed : .backoff
@@ -99,8 +128,8 @@ public struct WorkflowRecord: Codable, Equatable, Sendable {
             lastError = "activity \(failed.activityID) attempt \(failed.attempt): \(text)"
         case .timerStarted(let timerID, let fireAt):
             timers[timerID] = Timer(fireAt: fireAt, fired: false)
-        case .timerFired(let timerID, _):
-            timers[timerID]?.fired = true
+        case .timerFired(let timerID, _), .timerCancelled(let timerID):
+            timers[timerID] = nil
         case .signalReceived(let name, _):
             if name == EngineSignal.pause { paused = true }
             if name == EngineSignal.resume { paused = false }
@@ -111,8 +140,22 @@ public struct WorkflowRecord: Codable, Equatable, Sendable {
         case .childFailed(let childID, let reason):
             children[childID] = .failed
             lastError = "child \(childID): \(reason)"
-        case .cancelRequested:
+        case .cancelRequested(let reason):
             cancelRequested = true
+            cancelReason = reason
+            paused = false
+        case .domainEvent(let event):
+            recordedEvents = (recordedEvents ?? []).union([event.id])
+        case .childSignalled:
+            break
+        case .activityRetryRequested(let activityID, _):
+            guard var activity = activities[activityID] else { break }
+            activity.phase = .scheduled
+            activity.attemptsBeforeRetry = activity.attempt
+            activity.nextRetryAt = nil
+            activities[activityID] = activity
+        case .workflowContinuedAsNew:
+            status = .continuedAsNew
         case .workflowCompleted(let output):
             status = .completed
             result = output
@@ -127,6 +170,12 @@ public struct WorkflowRecord: Codable, Equatable, Sendable {
     }
 
     public var isFinished: Bool { status != .running }
+
+    /// Whether an activity or a child is still open (scheduled, running, in backoff).
+    public var hasOpenWork: Bool {
+        activities.values.contains { $0.phase != .failed && $0.phase != .completed }
+            || children.values.contains(.running)
+    }
 }
 
 /// Signal names the engine itself acts on; others only reach the decider.
@@ -138,6 +187,8 @@ public enum EngineSignal {
     public static let cancel = "cancel"
     /// A conventional name for an operator's approval (workflows decide what it means).
     public static let approve = "approve"
+    /// Run a failed activity again as a new attempt; the payload is the activity id.
+    public static let retry = "retry"
 }
 
 /// What an operator needs to see a stuck workflow: the step it waits on, since when, the
@@ -155,6 +206,11 @@ public struct WorkflowView: Codable, Equatable, Sendable {
         status = record.status
         since = record.lastEventAt
         lastError = record.lastError
+        if let quarantine = record.quarantine {
+            status = .quarantined
+            waitingOn = "a decider that can fold its history (quarantined: \(quarantine))"
+            return
+        }
         if record.isFinished {
             waitingOn = "nothing (\(record.status.rawValue))"
             return
@@ -164,7 +220,7 @@ public struct WorkflowView: Codable, Equatable, Sendable {
             return
         }
         let open = record.activities.values.filter { $0.phase != .completed && $0.phase != .failed }
-            .sorted { $0.request.activityID < $1.request.activityID }
+            .sorted { naturalLess($0.request.activityID, $1.request.activityID) }
         if let activity = open.first {
             attempt = activity.attempt
             nextRetryAt = activity.nextRetryAt
@@ -185,9 +241,39 @@ public struct WorkflowView: Codable, Equatable, Sendable {
             return
         }
         let signals = commands.compactMap { command -> String? in
-            if case .waitForSignal(let name) = command { return name }
+            if case .waitForSignal(let name, _) = command { return name }
             return nil
         }
         waitingOn = signals.isEmpty ? "its decider (no command pending)" : "signal \(signals.joined(separator: ", "))"
     }
+}
+
+/// Orders ids with numbers by value (`step-2` before `step-10`), deterministically (no locale).
+func naturalLess(_ lhs: String, _ rhs: String) -> Bool {
+    func chunks(_ text: String) -> [(digits: Bool, text: Substring)] {
+        var result: [(Bool, Substring)] = []
+        var start = text.startIndex
+        while start < text.endIndex {
+            let isDigit = text[start].isASCII && text[start].isNumber
+            var end = text.index(after: start)
+            while end < text.endIndex, (text[end].isASCII && text[end].isNumber) == isDigit { end = text.index(after: end) }
+            result.append((isDigit, text[start..<end]))
+            start = end
+        }
+        return result
+    }
+    let left = chunks(lhs)
+    let right = chunks(rhs)
+    for (a, b) in zip(left, right) where a.text != b.text {
+        if a.digits && b.digits {
+            let x = a.text.drop { $0 == "0" }
+            let y = b.text.drop { $0 == "0" }
+            if x.count != y.count { return x.count < y.count }
+            if x != y { return x < y }
+            continue
+        }
+        return a.text < b.text
+    }
+    if left.count != right.count { return left.count < right.count }
+    return lhs < rhs
 }

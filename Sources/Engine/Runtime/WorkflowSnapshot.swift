@@ -14,15 +14,17 @@ enum WorkflowSnapshot {
         var v: Int
         var record: WorkflowRecord
         var view: WorkflowView
+        var progress: String?
     }
 
     struct Decoded {
         var record: WorkflowRecord
         var view: WorkflowView
+        var progress: String?
         var state: [UInt8]
     }
 
-    static func encode(record: WorkflowRecord, state: [UInt8], commands: [WorkflowCommand]) -> [UInt8] {
+    static func encode(record: WorkflowRecord, state: [UInt8], commands: [WorkflowCommand], progress: String? = nil) -> [UInt8] {
         var out = JSONWriter(capacity: 512 + state.count)
         out.openObject()
         out.key("v")
@@ -31,6 +33,7 @@ enum WorkflowSnapshot {
         out.record(record)
         out.key("view")
         out.view(WorkflowView(record: record, commands: commands))
+        out.field("progress", progress)
         out.closeObject()
         var bytes = out.bytes
         bytes.append(0x0A)
@@ -50,7 +53,7 @@ enum WorkflowSnapshot {
         guard header.v == version else {
             throw EngineError(.corruptHistory, "snapshot \(key): field v: unknown snapshot version \(header.v)")
         }
-        return Decoded(record: header.record, view: header.view, state: Array(bytes[(newline + 1)...]))
+        return Decoded(record: header.record, view: header.view, progress: header.progress, state: Array(bytes[(newline + 1)...]))
     }
 }
 
@@ -58,6 +61,8 @@ enum WorkflowSnapshot {
 public struct WorkflowStatusReport: Sendable, Equatable {
     public var record: WorkflowRecord
     public var view: WorkflowView
+    /// The progress view the workflow's type defines (``Workflow/progress(_:)``), as JSON.
+    public var progress: String?
 
     /// Decodes an `engine/run/…` or `engine/done/…` entry of the state database.
     ///
@@ -66,5 +71,26 @@ public struct WorkflowStatusReport: Sendable, Equatable {
         let decoded = try WorkflowSnapshot.decode(snapshot, key: key)
         record = decoded.record
         view = decoded.view
+        progress = decoded.progress
+    }
+
+    /// The progress view as `T`.
+    ///
+    /// - Throws: ``EngineError`` `.invalidInput` when there is none or it does not decode.
+    public func progress<T: Decodable>(as type: T.Type) throws -> T {
+        guard let progress else { throw EngineError(.invalidInput, "workflow \(record.workflowID): its type shows no progress") }
+        return try Payload.decode(type, from: progress, field: "workflow \(record.workflowID) progress")
+    }
+
+    /// Reads a workflow's status from the log's state tables, without an engine: the running
+    /// snapshot, else the finished one; nil when the id is unknown. Works in a read-only
+    /// process (``EventLogReader``) as in the engine's (``EngineStore/state(forKey:)``).
+    ///
+    /// - Throws: ``EngineError`` `.corruptHistory` naming the key; the reader's errors.
+    public static func read(workflowID: String, state: (String) throws -> [UInt8]?) throws -> WorkflowStatusReport? {
+        for key in [StateKey.running(workflowID), StateKey.finished(workflowID)] {
+            if let bytes = try state(key) { return try WorkflowStatusReport(snapshot: bytes, key: key) }
+        }
+        return nil
     }
 }

@@ -34,6 +34,7 @@ extension JSONWriter {
         key("timeoutNanoseconds")
         integer(request.startToCloseTimeout.nanosecondsClamped)
         field("concurrencyKey", request.concurrencyKey)
+        if request.repeatable { field("repeatable", true) }
         closeObject()
     }
 
@@ -50,6 +51,7 @@ extension JSONWriter {
         string(record.input)
         field("parentID", record.parentID)
         field("uniqueKey", record.uniqueKey)
+        field("run", record.run)
         key("status")
         string(record.status.rawValue)
         key("lastRevision")
@@ -70,6 +72,7 @@ extension JSONWriter {
             field("startedAt", activity.startedAt?.nanoseconds)
             field("nextRetryAt", activity.nextRetryAt?.nanoseconds)
             field("lastError", activity.lastError)
+            field("attemptsBeforeRetry", activity.attemptsBeforeRetry)
             closeObject()
         }
         closeObject()
@@ -100,8 +103,16 @@ extension JSONWriter {
         bool(record.paused)
         key("cancelRequested")
         bool(record.cancelRequested)
+        field("cancelReason", record.cancelReason)
         field("lastError", record.lastError)
         field("result", record.result)
+        if let recordedEvents = record.recordedEvents {
+            key("recordedEvents")
+            openArray()
+            for id in recordedEvents.sorted() { string(id) }
+            closeArray()
+        }
+        field("quarantine", record.quarantine)
         closeObject()
     }
 

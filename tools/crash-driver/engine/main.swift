@@ -33,7 +33,7 @@ enum ChainWorkflow: Workflow {
     static let initial = State()
     static let timerStep = 3
 
-    static func evolve(_ state: State, _ event: WorkflowEvent) -> State {
+    static func evolve(_ state: State, _ event: WorkflowEvent, at _: Timestamp) -> State {
         var state = state
         switch event {
         case .workflowStarted(let start): state.steps = Int(start.input) ?? 1
@@ -43,7 +43,8 @@ enum ChainWorkflow: Workflow {
         case .timerStarted: state.timerStarted = true
         case .timerFired: state.timerFired = true
         case .activityStarted, .signalReceived, .childStarted, .childCompleted, .childFailed, .cancelRequested,
-            .workflowCompleted, .workflowFailed, .workflowCancelled:
+            .workflowCompleted, .workflowFailed, .workflowCancelled, .timerCancelled, .domainEvent, .childSignalled, .activityRetryRequested,
+            .workflowContinuedAsNew:
             break
         }
         return state
