@@ -15,14 +15,14 @@ let clusterA = Activities.ClusterRef(namespace: "team-a", name: "alpha")
 
     @Test("ProvisionMachine: order: bootstrap first, at the control plane's kubelet version") func bootstrapFirst() {
         // Goal: nothing is created before the bootstrap data exists. Method: decide on the start alone.
-        let commands = ProvisionMachine.decide(ProvisionMachine.replay([Self.start]))
+        let commands = replayed(ProvisionMachine.self, ([Self.start]))
         #expect(activityIDs(commands) == ["bootstrap"])
         let asked = askedInput(commands, "bootstrap", as: Activities.BootstrapInput.self)
         #expect(asked == Activities.BootstrapInput(cluster: clusterA, machine: "alpha-md-0-1", kubeletVersion: "v1.33.4"))
     }
 
     @Test("ProvisionMachine: order: the VM uses the userdata Secret bootstrap made") func vmAfterBootstrap() {
-        let commands = ProvisionMachine.decide(ProvisionMachine.replay([Self.start] + Self.booted))
+        let commands = replayed(ProvisionMachine.self, ([Self.start] + Self.booted))
         #expect(activityIDs(commands) == ["vm-create"])
         let vm = askedInput(commands, "vm-create", as: Activities.VirtualMachineInput.self)
         #expect(vm?.userdataSecretName == "alpha-md-0-1-userdata")
@@ -33,56 +33,56 @@ let clusterA = Activities.ClusterRef(namespace: "team-a", name: "alpha")
     @Test("ProvisionMachine: waiting: a VM not yet running is read again after the poll interval") func vmPoll() {
         // Goal: the wait is a timer between reads, never a busy loop. Method: fold a not-ready read.
         let afterCreate = [Self.start] + Self.booted + Self.created
-        let first = ProvisionMachine.decide(ProvisionMachine.replay(afterCreate))
+        let first = replayed(ProvisionMachine.self, (afterCreate))
         #expect(first.contains(.startTimer(id: "startup-deadline", after: .seconds(600))))
         #expect(activityIDs(first) == ["vm-read-1"])
         let notReady = afterCreate + [Given.timerStarted("startup-deadline")]
             + Given.ran("vm-read-1", Activities.VirtualMachineObservation(exists: true, ready: false, printableStatus: "Starting"))
-        #expect(ProvisionMachine.decide(ProvisionMachine.replay(notReady)) == [.startTimer(id: "vm-wait-1", after: .seconds(1))])
+        #expect(replayed(ProvisionMachine.self, (notReady)) == [.startTimer(id: "vm-wait-1", after: .seconds(1))])
         let waited = notReady + Given.waited("vm-wait-1")
-        #expect(activityIDs(ProvisionMachine.decide(ProvisionMachine.replay(waited))) == ["vm-read-2"])
+        #expect(activityIDs(replayed(ProvisionMachine.self, (waited))) == ["vm-read-2"])
     }
 
     @Test("ProvisionMachine: timeout: no Ready Node within nodeStartupTimeout fails, naming what it saw") func startupTimeout() {
         let history = [Self.start] + Self.booted + Self.created + [Given.timerStarted("startup-deadline")] + Self.vmReady
             + Given.ran("node-read-1", Activities.NodeObservation(exists: true, ready: "False", reason: "KubeletNotReady"))
             + [Given.timerStarted("node-wait-1"), Given.fired("startup-deadline")]
-        let reason = failure(ProvisionMachine.decide(ProvisionMachine.replay(history)))
+        let reason = failure(replayed(ProvisionMachine.self, (history)))
         #expect(reason?.contains("within 600s") == true)
         #expect(reason?.contains("Ready=False (KubeletNotReady)") == true)
         // Before the deadline fires the same history only waits.
         let before = Array(history.dropLast())
-        #expect(failure(ProvisionMachine.decide(ProvisionMachine.replay(before))) == nil)
+        #expect(failure(replayed(ProvisionMachine.self, (before))) == nil)
     }
 
     @Test("ProvisionMachine: providerID: set as CAPK does when the Node lacks it, skipped when present") func providerID() {
         let toNode = [Self.start] + Self.booted + Self.created + [Given.timerStarted("startup-deadline")] + Self.vmReady
         let bare = toNode + Given.ran("node-read-1", Activities.NodeObservation(exists: true, ready: "True", kubeletVersion: "v1.33.4"))
-        #expect(activityIDs(ProvisionMachine.decide(ProvisionMachine.replay(bare))) == ["provider-id"])
+        #expect(activityIDs(replayed(ProvisionMachine.self, (bare))) == ["provider-id"])
         let set = bare + Given.ran("provider-id", Activities.ProviderIDSet(providerID: "kubevirt://alpha-md-0-1"))
-        let output = completion(ProvisionMachine.decide(ProvisionMachine.replay(set)), as: ProvisionMachine.Output.self)
+        let output = completion(replayed(ProvisionMachine.self, (set)), as: ProvisionMachine.Output.self)
         #expect(output == ProvisionMachine.Output(machine: "alpha-md-0-1", providerID: "kubevirt://alpha-md-0-1", kubeletVersion: "v1.33.4"))
         let already = toNode
             + Given.ran(
                 "node-read-1",
                 Activities.NodeObservation(exists: true, ready: "True", kubeletVersion: "v1.33.4", providerID: "kubevirt://alpha-md-0-1"))
-        let commands = ProvisionMachine.decide(ProvisionMachine.replay(already))
+        let commands = replayed(ProvisionMachine.self, (already))
         #expect(activityIDs(commands).isEmpty)
         #expect(completion(commands, as: ProvisionMachine.Output.self) != nil)
     }
 
     @Test("ProvisionMachine: failure: a bootstrap refused for good fails the run with the executor's reason") func bootstrapRefused() {
         let history = [Self.start, Given.scheduled("bootstrap"), Given.failed("bootstrap", kind: "notOurs", message: "Secret held by another key")]
-        let reason = failure(ProvisionMachine.decide(ProvisionMachine.replay(history)))
+        let reason = failure(replayed(ProvisionMachine.self, (history)))
         #expect(reason?.contains("notOurs: Secret held by another key") == true)
         // A failure that will be retried is not the end.
         let retrying = [Self.start, Given.scheduled("bootstrap"), Given.failed("bootstrap", kind: "transient", final: false)]
-        #expect(ProvisionMachine.decide(ProvisionMachine.replay(retrying)).isEmpty)
+        #expect(replayed(ProvisionMachine.self, (retrying)).isEmpty)
     }
 
     @Test("ProvisionMachine: input: an input that does not decode fails the run naming the type") func badInput() {
         let start = WorkflowEvent.workflowStarted(WorkflowStart(type: ProvisionMachine.type, deciderVersion: 1, input: "{\"machine\":1}"))
-        let reason = failure(ProvisionMachine.decide(ProvisionMachine.replay([start])))
+        let reason = failure(replayed(ProvisionMachine.self, ([start])))
         #expect(reason?.contains("input is not Input") == true)
     }
 
@@ -112,7 +112,7 @@ let clusterA = Activities.ClusterRef(namespace: "team-a", name: "alpha")
     }
 
     @Test("ControlPlaneUpgradeStep: order: sets the version before reading") func setFirst() {
-        let commands = ControlPlaneUpgradeStep.decide(ControlPlaneUpgradeStep.replay([Self.start]))
+        let commands = replayed(ControlPlaneUpgradeStep.self, ([Self.start]))
         #expect(activityIDs(commands) == ["set-version"])
         #expect(askedInput(commands, "set-version", as: Activities.ControlPlaneVersionInput.self)?.version == "v1.34.2")
     }
@@ -123,18 +123,18 @@ let clusterA = Activities.ClusterRef(namespace: "team-a", name: "alpha")
         // the poll's condition `status == "Ready"` alone: the first expectation then failed.
         let base = [Self.start] + Self.set + [Given.timerStarted("deadline")]
         let oldReady = base + Self.observed(1, installed: "v1.33.4", status: "Ready")
-        #expect(ControlPlaneUpgradeStep.decide(ControlPlaneUpgradeStep.replay(oldReady)) == [.startTimer(id: "observe-wait-1", after: .milliseconds(500))])
+        #expect(replayed(ControlPlaneUpgradeStep.self, (oldReady)) == [.startTimer(id: "observe-wait-1", after: .milliseconds(500))])
         let newUpgrading = base + Self.observed(1, installed: "v1.34.2", status: "Upgrading")
-        #expect(completion(ControlPlaneUpgradeStep.decide(ControlPlaneUpgradeStep.replay(newUpgrading)), as: ControlPlaneUpgradeStep.Output.self) == nil)
+        #expect(completion(replayed(ControlPlaneUpgradeStep.self, (newUpgrading)), as: ControlPlaneUpgradeStep.Output.self) == nil)
         let done = oldReady + Given.waited("observe-wait-1") + Self.observed(2, installed: "v1.34.2", status: "Ready")
-        let output = completion(ControlPlaneUpgradeStep.decide(ControlPlaneUpgradeStep.replay(done)), as: ControlPlaneUpgradeStep.Output.self)
+        let output = completion(replayed(ControlPlaneUpgradeStep.self, (done)), as: ControlPlaneUpgradeStep.Output.self)
         #expect(output == ControlPlaneUpgradeStep.Output(installedVersion: "v1.34.2"))
     }
 
     @Test("ControlPlaneUpgradeStep: timeout: fails naming the version and the last status") func timeout() {
         let history = [Self.start] + Self.set + [Given.timerStarted("deadline")]
             + Self.observed(1, installed: "v1.33.4", status: "Upgrading") + [Given.timerStarted("observe-wait-1"), Given.fired("deadline")]
-        let reason = failure(ControlPlaneUpgradeStep.decide(ControlPlaneUpgradeStep.replay(history)))
+        let reason = failure(replayed(ControlPlaneUpgradeStep.self, (history)))
         #expect(reason?.contains("not Ready at v1.34.2 within 900s") == true)
         #expect(reason?.contains("installed v1.33.4, status Upgrading") == true)
     }

@@ -43,7 +43,11 @@ func acknowledgement(of command: WorkflowCommand) -> WorkflowEvent? {
     case .runActivity(let request): .activityScheduled(request)
     case .startTimer(let id, _): .timerStarted(timerID: id, fireAt: Timestamp(nanoseconds: 1))
     case .startChild(let request): .childStarted(childID: request.workflowID, type: request.type)
-    case .waitForSignal: nil
+    case .waitForSignal, .cancelChild: nil
+    case .cancelTimer(let id): .timerCancelled(timerID: id)
+    case .signalChild(let childID, let name, _): .childSignalled(childID: childID, name: name)
+    case .recordEvent(let event): .domainEvent(event)
+    case .continueAsNew: .workflowContinuedAsNew(run: 2)
     case .complete(let output): .workflowCompleted(output: output)
     case .fail(let reason): .workflowFailed(reason: reason)
     }
@@ -54,9 +58,9 @@ func acknowledgement(of command: WorkflowCommand) -> WorkflowEvent? {
 func expectIdempotent<W: Workflow>(
     _ workflow: W.Type, _ events: [WorkflowEvent], sourceLocation: SourceLocation = #_sourceLocation
 ) {
-    let asked = W.decide(W.replay(events))
+    let asked = replayed(W.self, events, sourceLocation: sourceLocation)
     let acknowledged = events + asked.compactMap(acknowledgement(of:))
-    let again = W.decide(W.replay(acknowledged))
+    let again = replayed(W.self, acknowledged, sourceLocation: sourceLocation)
     for command in asked {
         if case .waitForSignal = command { continue }
         #expect(!again.contains(command), "asked again after acknowledgement: \(command)", sourceLocation: sourceLocation)
@@ -91,7 +95,17 @@ func completion<Output: Decodable>(_ commands: [WorkflowCommand], as type: Outpu
 /// A type-erased decider for the simulation.
 struct AnyDecider {
     let decide: ([WorkflowEvent]) -> [WorkflowCommand]
-    init<W: Workflow>(_ workflow: W.Type) { decide = { W.decide(W.replay($0)) } }
+    init<W: Workflow>(_ workflow: W.Type) { decide = { replayed(W.self, $0) } }
+}
+
+/// What `W` decides after `events`; a fold that throws is recorded as an issue (no commands).
+func replayed<W: Workflow>(
+    _ workflow: W.Type, _ events: [WorkflowEvent], sourceLocation: SourceLocation = #_sourceLocation
+) -> [WorkflowCommand] {
+    do { return W.decide(try W.replay(events)) } catch {
+        Issue.record("\(W.type): the fold threw: \(error)", sourceLocation: sourceLocation)
+        return []
+    }
 }
 
 /// Runs deciders synchronously against a fake cluster: activities answer at once (the
@@ -157,6 +171,16 @@ final class DeciderSimulation {
                     }
                 case .waitForSignal:
                     continue
+                case .recordEvent(let event):
+                    acted = true
+                    events.append(.domainEvent(event))
+                case .cancelTimer(let timerID):
+                    acted = true
+                    timers.removeAll { $0.id == timerID }
+                    events.append(.timerCancelled(timerID: timerID))
+                case .signalChild, .cancelChild, .continueAsNew:
+                    Issue.record("DeciderSimulation does not model \(command)")
+                    return nil
                 case .complete(let output):
                     events.append(.workflowCompleted(output: output))
                     return events.last

@@ -75,8 +75,13 @@ public struct Ledger: Codable, Equatable, Sendable {
             children[childID] = .failed(reason: reason)
         case .cancelRequested(let reason):
             cancelReason = reason
-        case .workflowCompleted, .workflowFailed, .workflowCancelled:
+        case .workflowCompleted, .workflowFailed, .workflowCancelled, .workflowContinuedAsNew:
             finished = true
+        case .timerCancelled(let timerID):
+            // No longer pending (the engine cancels timers at continue-as-new and at the end of a cleanup).
+            timers[timerID] = true
+        case .domainEvent, .childSignalled, .activityRetryRequested:
+            break
         }
     }
 }
