@@ -1,4 +1,5 @@
 import Engine
+import EngineTesting
 import EventLog
 import Foundation
 import Testing
