@@ -23,12 +23,12 @@ import Testing
             + Given.ran(
                 "controlplane-read-1",
                 Activities.ControlPlaneObservation(exists: true, installedVersion: nil, status: "Provisioning"))
-        #expect(CreateCluster.decide(CreateCluster.replay(provisioning)) == [.startTimer(id: "controlplane-wait-1", after: .milliseconds(500))])
+        #expect(replayed(CreateCluster.self, (provisioning)) == [.startTimer(id: "controlplane-wait-1", after: .milliseconds(500))])
         let ready = provisioning + Given.waited("controlplane-wait-1")
             + Given.ran("controlplane-read-2", Activities.ControlPlaneObservation(exists: true, installedVersion: "v1.33.4", status: "Ready"))
-        #expect(activityIDs(CreateCluster.decide(CreateCluster.replay(ready))) == ["kubeconfig"])
+        #expect(activityIDs(replayed(CreateCluster.self, (ready))) == ["kubeconfig"])
         let withKubeconfig = ready + Given.ran("kubeconfig", Activities.AdminKubeconfig(secretName: "alpha-admin-kubeconfig"))
-        let children = CreateCluster.decide(CreateCluster.replay(withKubeconfig)).compactMap { command -> ChildRequest? in
+        let children = replayed(CreateCluster.self, (withKubeconfig)).compactMap { command -> ChildRequest? in
             if case .startChild(let child) = command { child } else { nil }
         }
         #expect(children.map(\.workflowID) == [
@@ -76,28 +76,28 @@ import Testing
 
     @Test("DeleteMachine: order: drain, then the VM, then the Node") func order() {
         let start = Given.started(DeleteMachine.type, Self.input)
-        let first = DeleteMachine.decide(DeleteMachine.replay([start]))
+        let first = replayed(DeleteMachine.self, ([start]))
         #expect(activityIDs(first) == ["drain"])
         #expect(askedInput(first, "drain", as: Activities.DrainInput.self)?.timeoutSeconds == 300)
         #expect(request(first, "drain")?.retry == DeciderRetry.drain)
         let drained = [start] + Given.ran("drain", Activities.DrainOutput(drained: true, timedOut: false))
-        #expect(activityIDs(DeleteMachine.decide(DeleteMachine.replay(drained))) == ["vm-delete"])
+        #expect(activityIDs(replayed(DeleteMachine.self, (drained))) == ["vm-delete"])
         let vmGone = drained + Given.ran("vm-delete", Activities.Deleted(alreadyGone: false))
-        #expect(activityIDs(DeleteMachine.decide(DeleteMachine.replay(vmGone))) == ["node-delete"])
+        #expect(activityIDs(replayed(DeleteMachine.self, (vmGone))) == ["node-delete"])
     }
 
     @Test("DeleteMachine: drain: a drain that timed out with pods blocked still deletes, and says so") func drainTimeout() {
         let history = [Given.started(DeleteMachine.type, Self.input)]
             + Given.ran("drain", Activities.DrainOutput(drained: false, timedOut: true, blocked: ["shop/db-0"]))
             + Given.ran("vm-delete", Activities.Deleted(alreadyGone: false)) + Given.ran("node-delete", Activities.Deleted(alreadyGone: true))
-        let output = completion(DeleteMachine.decide(DeleteMachine.replay(history)), as: DeleteMachine.Output.self)
+        let output = completion(replayed(DeleteMachine.self, (history)), as: DeleteMachine.Output.self)
         #expect(output == DeleteMachine.Output(machine: "alpha-md-0-1", drained: false, drainTimedOut: true, blocked: ["shop/db-0"]))
     }
 
     @Test("DeleteMachine: drain: skipped when the input says so (the whole cluster goes)") func noDrain() {
         var input = Self.input
         input.drain = false
-        #expect(activityIDs(DeleteMachine.decide(DeleteMachine.replay([Given.started(DeleteMachine.type, input)]))) == ["vm-delete"])
+        #expect(activityIDs(replayed(DeleteMachine.self, ([Given.started(DeleteMachine.type, input)]))) == ["vm-delete"])
     }
 }
 
@@ -125,7 +125,7 @@ import Testing
             Given.started(DeleteCluster.type, input), .childStarted(childID: "d/delete/m-1", type: DeleteMachine.type),
             .childFailed(childID: "d/delete/m-1", reason: "failed: vm.delete rejected"),
         ]
-        let commands = DeleteCluster.decide(DeleteCluster.replay(history))
+        let commands = replayed(DeleteCluster.self, (history))
         #expect(activityIDs(commands).isEmpty)
         #expect(failure(commands)?.contains("1 machine(s) not deleted") == true)
     }
@@ -136,7 +136,7 @@ private enum ForgetfulTimer: Workflow {
     static let type = "ForgetfulTimer"
     static let version = 1
     static var initial: Int { 0 }
-    static func evolve(_ state: Int, _ event: WorkflowEvent) -> Int { state + 1 }
+    static func evolve(_ state: Int, _ event: WorkflowEvent, at _: Timestamp) -> Int { state + 1 }
     static func decide(_ state: Int) -> [WorkflowCommand] { [.startTimer(id: "t", after: .seconds(1))] }
 }
 

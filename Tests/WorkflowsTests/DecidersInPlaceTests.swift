@@ -15,17 +15,17 @@ import Testing
 
     @Test("InPlaceUpgrade: order: asks CanUpdateMachine, then polls UpdateMachine at its retryAfter") func asksThenPolls() {
         let start = Given.started(InPlaceUpgrade.type, Self.input())
-        let first = InPlaceUpgrade.decide(InPlaceUpgrade.replay([start]))
+        let first = replayed(InPlaceUpgrade.self, ([start]))
         // maxUnavailable 1: one machine at a time.
         #expect(activityIDs(first) == ["alpha-md-0-1/can-update"])
         let yes = [start] + Given.ran("alpha-md-0-1/can-update", Activities.CanUpdateOutput(inPlace: true, message: "ok"))
-        #expect(activityIDs(InPlaceUpgrade.decide(InPlaceUpgrade.replay(yes))) == ["alpha-md-0-1/update-1"])
+        #expect(activityIDs(replayed(InPlaceUpgrade.self, (yes))) == ["alpha-md-0-1/update-1"])
         let busy = yes + Given.ran("alpha-md-0-1/update-1", Activities.UpdateOutput(state: .inProgress, retryAfterSeconds: 30))
-        #expect(InPlaceUpgrade.decide(InPlaceUpgrade.replay(busy)) == [.startTimer(id: "alpha-md-0-1/update-wait-1", after: .seconds(30))])
+        #expect(replayed(InPlaceUpgrade.self, (busy)) == [.startTimer(id: "alpha-md-0-1/update-wait-1", after: .seconds(30))])
         let again = busy + Given.waited("alpha-md-0-1/update-wait-1")
-        #expect(activityIDs(InPlaceUpgrade.decide(InPlaceUpgrade.replay(again))) == ["alpha-md-0-1/update-2"])
+        #expect(activityIDs(replayed(InPlaceUpgrade.self, (again))) == ["alpha-md-0-1/update-2"])
         let done = again + Given.ran("alpha-md-0-1/update-2", Activities.UpdateOutput(state: .done))
-        #expect(activityIDs(InPlaceUpgrade.decide(InPlaceUpgrade.replay(done))) == ["alpha-md-0-2/can-update"])
+        #expect(activityIDs(replayed(InPlaceUpgrade.self, (done))) == ["alpha-md-0-2/can-update"])
     }
 
     @Test("InPlaceUpgrade: run: all in place, none replaced, idempotent at every step") func allInPlace() throws {
@@ -80,7 +80,7 @@ import Testing
 
     @Test("InPlaceUpgrade: minor: a minor release is never asked for in place; the machine is replaced") func minorReplaced() {
         let start = Given.started(InPlaceUpgrade.type, Self.input(to: "v1.34.2"))
-        let commands = InPlaceUpgrade.decide(InPlaceUpgrade.replay([start]))
+        let commands = replayed(InPlaceUpgrade.self, ([start]))
         #expect(activityIDs(commands).isEmpty)
         guard case .startChild(let child)? = commands.first else { Issue.record("asked \(commands)"); return }
         #expect(child.type == ProvisionMachine.type)

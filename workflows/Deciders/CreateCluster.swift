@@ -73,7 +73,7 @@ public enum CreateCluster: Workflow {
 
     public static var initial: State { State() }
 
-    public static func evolve(_ state: State, _ event: WorkflowEvent) -> State {
+    public static func evolve(_ state: State, _ event: WorkflowEvent, at _: Timestamp) -> State {
         var next = state
         next.apply(event)
         return next
