@@ -135,7 +135,11 @@ struct ControllerTests {
             try await fixture.createMachine(name: "old", cluster: "t1", kubelet: "v1.33.5")
             try await fixture.createMachine(name: "new", cluster: "t1", kubelet: "v1.35.0")
             try await fixture.createMachine(name: "ok", cluster: "t1", kubelet: "v1.34.0")
+            // A newer patch of the control plane's minor joins (issue 12: v1.35.2 on v1.35.0 was refused).
+            try await fixture.createMachine(name: "patch", cluster: "t1", kubelet: "v1.34.2")
             _ = try await workload.waitFor("/api/v1/nodes/ok") { $0.status == 200 }
+            let patchNode = try await workload.waitFor("/api/v1/nodes/patch") { $0.status == 200 }
+            #expect(patchNode.json[path: ["status", "nodeInfo", "kubeletVersion"]]?.stringValue == "v1.34.2")
             for name in ["old", "new"] {
                 let vm = try await fixture.http.waitFor("/apis/kubevirt.io/v1/namespaces/default/virtualmachines/\(name)") {
                     $0.json[path: ["status", "conditions"]]?.arrayValue?.contains { $0["type"]?.stringValue == "Failure" } == true

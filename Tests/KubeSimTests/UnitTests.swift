@@ -54,12 +54,17 @@ struct UnitTests {
         #expect(throws: APIError.self) { try object.jsonPatched(with: [["op": "replace", "path": "/nope", "value": 2]]) }
     }
 
-    @Test("Versions: skew: join only at the control plane's minor, never newer, never 4 minors behind")
+    /// Broken on purpose: comparing whole versions (`kubelet > controlPlane`) refuses the newer
+    /// patches below, as kube-sim did before issue 12.
+    @Test("Versions: skew: join only at the control plane's minor (any patch), never a newer minor, never 4 minors behind")
     func skew() throws {
         let cp = try #require(KubeVersion("v1.34.2"))
         #expect(SkewRules.joinRefusal(kubelet: try #require(KubeVersion("1.34.0")), controlPlane: cp) == nil)
         #expect(SkewRules.joinRefusal(kubelet: try #require(KubeVersion("v1.33.9")), controlPlane: cp) != nil)
-        #expect(SkewRules.joinRefusal(kubelet: try #require(KubeVersion("v1.34.3")), controlPlane: cp) != nil)
+        #expect(SkewRules.joinRefusal(kubelet: try #require(KubeVersion("v1.34.3")), controlPlane: cp) == nil)
+        #expect(SkewRules.joinRefusal(kubelet: try #require(KubeVersion("v1.35.0")), controlPlane: cp) != nil)
+        #expect(SkewRules.runningSkewProblem(kubelet: try #require(KubeVersion("v1.34.9")), apiServer: cp) == nil)
+        #expect(SkewRules.runningSkewProblem(kubelet: try #require(KubeVersion("v1.35.0")), apiServer: cp) != nil)
         #expect(SkewRules.runningSkewProblem(kubelet: try #require(KubeVersion("v1.31.0")), apiServer: cp) == nil)
         #expect(SkewRules.runningSkewProblem(kubelet: try #require(KubeVersion("v1.30.9")), apiServer: cp) != nil)
         #expect(KubeVersion("v1.34") == nil)

@@ -40,9 +40,11 @@ struct KubeVersion: Comparable, Hashable, Sendable, CustomStringConvertible {
 /// The version-skew rules kube-sim enforces (see the reference, section 1).
 enum SkewRules {
     /// Why a kubelet may not join a control plane with `kubeadm join`, or nil when it may:
-    /// the kubelet must be at the control plane's minor, never newer, never > 3 minors older.
+    /// the kubelet must be at the control plane's minor, never a newer minor, never > 3 minors
+    /// older. The skew policy speaks in minors: any patch of the control plane's minor joins
+    /// (a v1.35.2 kubelet on a v1.35.0 control plane is fine).
     static func joinRefusal(kubelet: KubeVersion, controlPlane: KubeVersion) -> String? {
-        if kubelet > controlPlane {
+        if kubelet.minorsAbove(controlPlane) > 0 {
             return "kubelet \(kubelet) is newer than the API server \(controlPlane)"
         }
         if controlPlane.minorsAbove(kubelet) > 3 {
@@ -54,9 +56,10 @@ enum SkewRules {
         return nil
     }
 
-    /// Why a running kubelet is outside the supported window of its API server, or nil.
+    /// Why a running kubelet is outside the supported window of its API server, or nil
+    /// (compared by minor: a newer patch of the API server's minor is inside the window).
     static func runningSkewProblem(kubelet: KubeVersion, apiServer: KubeVersion) -> String? {
-        if kubelet > apiServer { return "kubelet \(kubelet) is newer than the API server \(apiServer)" }
+        if kubelet.minorsAbove(apiServer) > 0 { return "kubelet \(kubelet) is newer than the API server \(apiServer)" }
         if apiServer.minorsAbove(kubelet) > 3 {
             return "kubelet \(kubelet) is more than 3 minors older than the API server \(apiServer)"
         }
