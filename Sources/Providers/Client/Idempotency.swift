@@ -55,10 +55,12 @@ extension KubernetesClient {
     /// Creates `object` once under `key`, safe to call again after any failure.
     ///
     /// Sets the annotation `capstan.io/idempotency-key`. Transient failures are retried (the key
-    /// makes a repeated POST harmless). On 409 AlreadyExists the object is read back: with our
-    /// key it is ours (`.alreadyCreated`), otherwise the name belongs to someone else (`.notOurs`).
+    /// makes a repeated POST harmless). On 409 AlreadyExists the object is read back: being
+    /// deleted it is no created object (`.beingDeleted`), with our key it is ours
+    /// (`.alreadyCreated`), otherwise the name belongs to someone else (`.notOurs`).
     ///
-    /// - Throws: `KubernetesError` (`.notOurs` when the name is taken by another object).
+    /// - Throws: `KubernetesError` (`.notOurs` when the name is taken by another object,
+    ///   `.beingDeleted` while an object of that name is terminating).
     public func createOnce<Object: KubernetesObject, Result: KubernetesObject>(
         _ type: ResourceType, _ object: Object, key: IdempotencyKey, as resultType: Result.Type = Result.self
     ) async throws -> CreateOutcome<Result> {
@@ -77,6 +79,13 @@ extension KubernetesClient {
             return .created(created)
         } catch let error as KubernetesError where error.code == .alreadyExists {
             let existing = try await get(type, name: name, namespace: namespace, as: resultType)
+            // A same-name replacement must not "succeed" on a dying object (issue 12).
+            if existing.metadata.deletionTimestamp != nil {
+                throw KubernetesError(
+                    code: .beingDeleted, httpStatus: 409,
+                    operation: "create \(type) \(namespace.map { "\($0)/" } ?? "")\(name)", status: error.status,
+                    detail: "an object of that name is being deleted (deletionTimestamp set); create again once it is gone")
+            }
             guard existing.metadata.annotations?[IdempotencyKey.annotation] == key.rawValue else {
                 throw KubernetesError(
                     code: .notOurs, httpStatus: 409, operation: "create \(type) \(namespace.map { "\($0)/" } ?? "")\(name)",

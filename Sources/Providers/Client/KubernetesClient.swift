@@ -140,10 +140,12 @@ public final class KubernetesClient: Sendable {
     ///
     /// - Parameters:
     ///   - object: the fields to own, with `apiVersion`, `kind` and `metadata.name`. JSON is YAML, so it travels as JSON.
-    ///   - force: take fields other managers own instead of failing with `.conflict`.
+    ///   - force: take fields other managers own instead of failing with `.conflict`. On by
+    ///     default, as for a controller (the Kubernetes guidance for controllers: always force,
+    ///     the controller is the source of truth for the fields it applies); pass `false` to be told.
     ///   - subresource: `status` to apply the status.
     public func apply<Object: Encodable & Sendable, Result: Decodable & Sendable>(
-        _ type: ResourceType, name: String, _ object: Object, namespace: String? = nil, force: Bool = false,
+        _ type: ResourceType, name: String, _ object: Object, namespace: String? = nil, force: Bool = true,
         subresource: String? = nil, as resultType: Result.Type = Result.self
     ) async throws -> Result {
         var query = [("fieldManager", Self.fieldManager)]

@@ -79,6 +79,10 @@ public struct KubernetesError: Error, Sendable, CustomStringConvertible {
         public static var invalidRequest: Code { Code(rawValue: "InvalidRequest") }
         /// A create found an object of that name that carries another idempotency key (or none).
         public static var notOurs: Code { Code(rawValue: "NotOurs") }
+        /// A create found an object of that name being deleted (`deletionTimestamp` set, held by
+        /// finalizers or a grace period), whoever's it is: it is not a created object. Wait until
+        /// it is gone (404), then create again.
+        public static var beingDeleted: Code { Code(rawValue: "BeingDeleted") }
     }
 
     public var code: Code

@@ -384,7 +384,7 @@ final class ClusterStore: Sendable {
                 patched = old.mergePatched(with: patch.withoutNulls)
                 patched = ClusterStore.recordingManager(
                     patched, manager: options.fieldManager!, operation: "Apply", applied: patch,
-                    apiVersion: resource.groupVersion)
+                    apiVersion: resource.groupVersion, old: old)
             }
             if let version = patch["metadata"]?["resourceVersion"]?.stringValue, !version.isEmpty,
                 version != old.resourceVersion
@@ -423,7 +423,8 @@ final class ClusterStore: Sendable {
             let candidate = try makeCandidate(old)
             var new = ClusterStore.merged(resource, old: old, candidate: candidate, subresource: subresource)
             if verb != "apply", let manager = options.fieldManager, new.withoutManagedFields != old.withoutManagedFields {
-                new = ClusterStore.recordingManager(new, manager: manager, operation: "Update", applied: nil, apiVersion: resource.groupVersion)
+                new = ClusterStore.recordingManager(
+                    new, manager: manager, operation: "Update", applied: nil, apiVersion: resource.groupVersion, old: old)
             }
             if new.withoutManagedFields == old.withoutManagedFields { return (old, nil) }  // nothing changed: no new resourceVersion
             try admission?(AdmissionAttempt(resource: resource, old: old, new: new, options: options))
@@ -718,36 +719,74 @@ final class ClusterStore: Sendable {
     }
 
     /// Records a field manager in `metadata.managedFields` (one entry per manager and operation).
+    ///
+    /// An apply owns the leaves it applied; an update owns what it owned before plus the leaves
+    /// it changed (a create: every leaf but status). A leaf whose value this write changed moves
+    /// to this manager: it is taken off every other manager, and a manager left with nothing is
+    /// dropped, as the API server's field manager does. Lists are atomic leaves here.
     static func recordingManager(
-        _ object: JSON, manager: String, operation: String, applied: JSON?, apiVersion: String
+        _ object: JSON, manager: String, operation: String, applied: JSON?, apiVersion: String, old: JSON? = nil
     ) -> JSON {
         var object = object
-        var entries = (object["metadata"]?["managedFields"]?.arrayValue ?? []).filter {
-            !($0["manager"]?.stringValue == manager && $0["operation"]?.stringValue == operation)
+        let existing = object["metadata"]?["managedFields"]?.arrayValue ?? []
+        func isMine(_ entry: JSON) -> Bool {
+            entry["manager"]?.stringValue == manager && entry["operation"]?.stringValue == operation
         }
-        var fields = (applied ?? object).withoutSystemFields.fieldSet
-        if applied == nil, var bare = fields.objectValue {
-            bare["f:status"] = nil
-            fields = .object(bare)
+        var changed: Set<[String]> = []
+        if let old {
+            let before = old.withoutSystemFields
+            let after = object.withoutSystemFields
+            for path in Set(before.leafPaths()).union(after.leafPaths()) where before[path: path] != after[path: path] {
+                changed.insert(path)
+            }
+        }
+        var mine: Set<[String]>
+        if let applied {
+            mine = Set(applied.withoutSystemFields.leafPaths())
+        } else if old == nil {
+            mine = Set(object.withoutSystemFields.leafPaths().filter { $0.first != "status" })
+        } else {
+            mine = Set(existing.first(where: isMine)?["fieldsV1"]?.fieldSetLeafPaths() ?? []).union(changed)
+        }
+        var entries: [JSON] = []
+        for var entry in existing where !isMine(entry) {
+            guard !changed.isEmpty else {
+                entries.append(entry)
+                continue
+            }
+            let owned = Set(entry["fieldsV1"]?.fieldSetLeafPaths() ?? [])
+            let kept = owned.filter { path in !changed.contains { $0.starts(with: path) || path.starts(with: $0) } }
+            if kept.isEmpty { continue }
+            if kept.count != owned.count { entry["fieldsV1"] = fieldSet(paths: kept) }
+            entries.append(entry)
         }
         entries.append([
             "manager": .string(manager), "operation": .string(operation), "apiVersion": .string(apiVersion),
-            "time": .string(Timestamp.rfc3339(Date())), "fieldsType": "FieldsV1", "fieldsV1": fields,
+            "time": .string(Timestamp.rfc3339(Date())), "fieldsType": "FieldsV1", "fieldsV1": fieldSet(paths: mine),
         ])
         object[path: ["metadata", "managedFields"]] = .array(entries)
         return object
     }
 
-    /// Server-side apply's conflict rule, simplified: a field another manager applied with a
-    /// different value conflicts unless `force` is set.
+    /// A `fieldsV1` set of leaf paths (`[["spec","replicas"]]` → `{"f:spec":{"f:replicas":{}}}`).
+    static func fieldSet(paths: Set<[String]>) -> JSON {
+        var set: JSON = [:]
+        for path in paths.sorted(by: { $0.lexicographicallyPrecedes($1) }) {
+            let keys = path.map { "f:" + $0 }
+            if set[path: keys] == nil { set[path: keys] = [:] }
+        }
+        return set
+    }
+
+    /// Server-side apply's conflict rule, simplified: a field another manager owns, by apply or
+    /// by update (`kubectl patch`, `kubectl edit`, a controller), with a different value than
+    /// applied conflicts (409) unless `force` is set.
     static func checkApplyConflicts(_ resource: ResourceType, old: JSON, applied: JSON, options: WriteOptions) throws {
         guard !options.force, let manager = options.fieldManager else { return }
         let appliedLeaves = applied.withoutSystemFields.leafPaths()
         var conflicts: [(field: String, message: String)] = []
         for entry in old["metadata"]?["managedFields"]?.arrayValue ?? [] {
-            guard let owner = entry["manager"]?.stringValue, owner != manager,
-                entry["operation"]?.stringValue == "Apply"
-            else { continue }
+            guard let owner = entry["manager"]?.stringValue, owner != manager else { continue }
             let owned = Set(entry["fieldsV1"]?.fieldSetLeafPaths() ?? [])
             for path in appliedLeaves where owned.contains(path) && old[path: path] != applied[path: path] {
                 conflicts.append((".\(path.joined(separator: "."))", "conflict with \"\(owner)\""))
