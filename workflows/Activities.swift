@@ -351,21 +351,16 @@ public enum Activities {
 }
 
 extension Activities {
-    /// The JSON text of `value`, keys sorted so equal inputs are equal text (the engine compares
-    /// commands, and a decider's commands must be stable).
+    /// The JSON text of `value`: the engine's one canonical payload encoding (sorted keys, so
+    /// equal inputs are equal text and a decider's commands stay stable).
     public static func encode<Value: Encodable>(_ value: Value) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        // Contract types are plain structs of strings, numbers and arrays: they always encode.
-        do { return String(decoding: try encoder.encode(value), as: UTF8.self) } catch {
-            preconditionFailure("activity contract value does not encode: \(error)")
-        }
+        Payload.encode(value)
     }
 
     /// Decodes `text` as `Value`.
     ///
-    /// - Throws: `DecodingError` when it is not `Value`'s JSON.
+    /// - Throws: ``EngineError`` `.invalidInput` naming the type and the offending field.
     public static func decode<Value: Decodable>(_ type: Value.Type, from text: String) throws -> Value {
-        try JSONDecoder().decode(type, from: Data(text.utf8))
+        try Payload.decode(type, from: text, field: "activity payload")
     }
 }
