@@ -13,40 +13,6 @@ import Testing
             maxSurge: surge, maxUnavailable: unavailable, machines: old, pollIntervalMilliseconds: 100)
     }
 
-    struct MoveCase: CustomTestStringConvertible, Sendable {
-        var surge: Int, unavailable: Int, created: Int, ready: Int, standing: Int, deleting: Int
-        var create: Int, delete: Int
-        var testDescription: String {
-            "surge=\(surge) unavailable=\(unavailable) created=\(created) ready=\(ready) standing=\(standing) deleting=\(deleting)"
-        }
-    }
-
-    @Test(
-        "RollingUpdate: limits: machines to create and delete within maxSurge/maxUnavailable (replicas=3)",
-        arguments: [
-            // Defaults 1/0: one new machine, wait for it, then one old goes, one at a time.
-            MoveCase(surge: 1, unavailable: 0, created: 0, ready: 0, standing: 3, deleting: 0, create: 1, delete: 0),
-            MoveCase(surge: 1, unavailable: 0, created: 1, ready: 0, standing: 3, deleting: 0, create: 0, delete: 0),
-            MoveCase(surge: 1, unavailable: 0, created: 1, ready: 1, standing: 3, deleting: 0, create: 0, delete: 1),
-            MoveCase(surge: 1, unavailable: 0, created: 1, ready: 1, standing: 3, deleting: 1, create: 0, delete: 0),
-            MoveCase(surge: 1, unavailable: 0, created: 1, ready: 1, standing: 2, deleting: 0, create: 1, delete: 0),
-            // 0/1: an old machine goes first, then its replacement.
-            MoveCase(surge: 0, unavailable: 1, created: 0, ready: 0, standing: 3, deleting: 0, create: 0, delete: 1),
-            MoveCase(surge: 0, unavailable: 1, created: 0, ready: 0, standing: 2, deleting: 0, create: 1, delete: 0),
-            MoveCase(surge: 0, unavailable: 1, created: 1, ready: 0, standing: 2, deleting: 0, create: 0, delete: 0),
-            // 3/0: all new machines at once, then old ones as new ones get Ready.
-            MoveCase(surge: 3, unavailable: 0, created: 0, ready: 0, standing: 3, deleting: 0, create: 3, delete: 0),
-            MoveCase(surge: 3, unavailable: 0, created: 3, ready: 2, standing: 3, deleting: 0, create: 0, delete: 2),
-            // 1/1: create one and delete one at once.
-            MoveCase(surge: 1, unavailable: 1, created: 0, ready: 0, standing: 3, deleting: 0, create: 1, delete: 1),
-        ])
-    func limits(_ c: MoveCase) {
-        let move = RolloutMove(
-            fenceposts: RolloutFenceposts(surge: c.surge, unavailable: c.unavailable), replicas: 3, created: c.created,
-            ready: c.ready, oldStanding: c.standing, oldDeleting: c.deleting)
-        #expect(move == RolloutMove.expected(create: c.create, delete: c.delete))
-    }
-
     /// Replays `fleet.effects` and returns the most machines standing and the fewest available at any point.
     static func extremes(_ effects: [String], old: [String]) -> (standingMax: Int, availableMin: Int) {
         var standing = Set(old), available = Set(old)
@@ -116,16 +82,5 @@ import Testing
         #expect(reason.contains("new machine alpha-md-0-4 failed"))
         #expect(fleet.count("drain") == 0)
         #expect(fleet.count("vm.delete") == 0)
-    }
-}
-
-extension RolloutMove {
-    static func expected(create: Int, delete: Int) -> RolloutMove {
-        var move = RolloutMove(
-            fenceposts: RolloutFenceposts(surge: 0, unavailable: 1), replicas: 0, created: 0, ready: 0, oldStanding: 0,
-            oldDeleting: 0)
-        move.create = create
-        move.delete = delete
-        return move
     }
 }

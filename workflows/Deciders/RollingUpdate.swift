@@ -1,6 +1,6 @@
 // RollingUpdate: replace a MachineDeployment's machines by machines at a new version, within
-// `maxSurge` / `maxUnavailable` (CAPI's fenceposts: surge rounds up, unavailable down, and
-// both 0 becomes unavailable 1). A new machine is a ProvisionMachine child, healthy only once
+// `maxSurge` / `maxUnavailable` (Fleet's ``Rollout/next(desired:strategy:machines:deletionOrder:seed:)``:
+// CAPI's fenceposts, surge rounding up, unavailable down, both 0 becoming unavailable 1). A new machine is a ProvisionMachine child, healthy only once
 // its Node is Ready; an old one goes through DeleteMachine (cordon, drain by eviction, delete
 // the VM, then the Node). Each decide recomputes, from what has completed, how many machines
 // may be created and how many old ones may go, so "new machine, then drain and delete an old
@@ -83,8 +83,11 @@ public enum RollingUpdate: Workflow {
             let fenceposts = RolloutFenceposts(
                 maxSurge: input.maxSurge, maxUnavailable: input.maxUnavailable, replicas: input.replicas)
             let newNames = newMachineNames(input)
-            // Where each machine stands, from the children's answers so far.
-            var created = 0, ready = 0
+            // Where each machine stands, from the children's answers so far, as Fleet's rollout
+            // arithmetic sees it: old machines in the caller's deletion order (their creation
+            // times are their places in it, so Oldest picks them in that order).
+            var machines: [RolloutMachine] = []
+            var created = 0, ready = 0, deleted = 0
             for name in newNames {
                 guard let status = script.ledger.children[provisionID(input, name)] else { break }
                 created += 1
@@ -93,21 +96,28 @@ public enum RollingUpdate: Workflow {
                 case .completed: ready += 1
                 case .failed(let reason): throw .failed("new machine \(name) failed: \(reason)")
                 }
+                machines.append(
+                    RolloutMachine(
+                        name: name, isUpToDate: true, isReady: status != .started,
+                        createdAt: Timestamp(nanoseconds: Int64(input.machines.count + created))))
             }
-            var deleting = 0, deleted = 0
-            for name in input.machines {
-                guard let status = script.ledger.children[deleteID(input, name)] else { break }
+            for (place, name) in input.machines.enumerated() {
+                let status = script.ledger.children[deleteID(input, name)]
                 switch status {
-                case .started: deleting += 1
-                case .completed: deleted += 1
-                case .failed(let reason): throw .failed("old machine \(name) not deleted: \(reason)")
+                case nil, .started?: break
+                case .completed?: deleted += 1; continue
+                case .failed(let reason)?: throw .failed("old machine \(name) not deleted: \(reason)")
                 }
+                machines.append(
+                    RolloutMachine(
+                        name: name, isUpToDate: false, isReady: status == nil, isDeleting: status != nil,
+                        createdAt: Timestamp(nanoseconds: Int64(place))))
             }
-            let oldStanding = input.machines.count - deleted
-            let plan = RolloutMove(
-                fenceposts: fenceposts, replicas: input.replicas, created: created, ready: ready,
-                oldStanding: oldStanding, oldDeleting: deleting)
-            for name in newNames.dropFirst(created).prefix(plan.create) {
+            let next = Rollout.next(
+                desired: input.replicas,
+                strategy: .rollingUpdate(maxSurge: input.maxSurge, maxUnavailable: input.maxUnavailable),
+                machines: machines, deletionOrder: .oldest)
+            for name in newNames.dropFirst(created).prefix(next.create) {
                 _ = script.childStep(
                     provisionID(input, name), type: ProvisionMachine.type,
                     ProvisionMachine.Input(
@@ -117,7 +127,7 @@ public enum RollingUpdate: Workflow {
                         pollIntervalMilliseconds: input.pollIntervalMilliseconds),
                     as: ProvisionMachine.Output.self)
             }
-            for name in input.machines.dropFirst(deleted + deleting).prefix(plan.delete) {
+            for name in next.delete where input.machines.contains(name) {
                 _ = script.childStep(
                     deleteID(input, name), type: DeleteMachine.type,
                     DeleteMachine.Input(
@@ -141,28 +151,5 @@ public enum RollingUpdate: Workflow {
 
     static func deleteID(_ input: Input, _ machine: String) -> String {
         MachineNaming.childID(runID: input.runID, verb: "delete", machine: machine)
-    }
-}
-
-/// How far a rolling update may move now (CAPI's `reconcileNewMachineSet` / `reconcileOldMachineSets`
-/// arithmetic over counts): new machines to start and old machines to start deleting.
-struct RolloutMove: Equatable {
-    var create: Int
-    var delete: Int
-
-    /// - Parameters:
-    ///   - created: new machines started (ready or not); `ready`: those whose Node is Ready.
-    ///   - oldStanding: old machines not yet deleted (being deleted included); `oldDeleting`: those being deleted.
-    init(fenceposts: RolloutFenceposts, replicas: Int, created: Int, ready: Int, oldStanding: Int, oldDeleting: Int) {
-        // Machines that exist or are coming never exceed replicas + surge.
-        let total = created + oldStanding
-        create = max(0, min(replicas - created, replicas + fenceposts.surge - total))
-        // Available machines never drop below replicas - unavailable: an old machine being
-        // drained is unavailable, a new one is available once Ready.
-        let available = ready + oldStanding - oldDeleting
-        let deletable = oldStanding - oldDeleting
-        // Old machines beyond what keeps `replicas` standing may go regardless (a scale-down).
-        let surplus = max(0, created + oldStanding - oldDeleting - replicas - fenceposts.surge)
-        delete = max(0, min(deletable, max(available - (replicas - fenceposts.unavailable), surplus)))
     }
 }
