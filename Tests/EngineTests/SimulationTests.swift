@@ -10,9 +10,9 @@ import Testing
 ///
 /// Replay one seed alone, with a trace: `CAPSTAN_SIM_SEED=<seed> swift test --filter EngineTests.SimulationTests`.
 @Suite struct SimulationTests {
-    static let seedCount = 1_000
+    static let seedCount = 400
 
-    @Test("Simulation: invariants: 1000 seeds with faults and crashes")
+    @Test("Simulation: invariants: 400 seeds with faults and crashes")
     func seeds() {
         let environment = ProcessInfo.processInfo.environment
         if let single = environment["CAPSTAN_SIM_SEED"].flatMap(UInt64.init) {
@@ -24,11 +24,19 @@ import Testing
         }
         var failing: [(UInt64, [String])] = []
         var crashes = 0
+        var repeatsAfterCrash = 0
+        var repeatsAfterTimeout = 0
+        var retries = 0
+        var maxGlobal = 0
         for index in 0..<UInt64(Self.seedCount) {
             let seed = 0x5EED_0000 &+ index
             var run = SimulationRun(seed: seed)
             let violations = run.run()
             crashes += run.crashes
+            repeatsAfterCrash += run.repeatsAfterCrash
+            repeatsAfterTimeout += run.repeatsAfterTimeout
+            retries += run.retries
+            maxGlobal = max(maxGlobal, run.maxGlobalRunning)
             if !violations.isEmpty { failing.append((seed, violations)) }
         }
         for (seed, violations) in failing.prefix(5) {
@@ -38,7 +46,40 @@ import Testing
         }
         #expect(failing.isEmpty, "\(failing.count) of \(Self.seedCount) seeds failed")
         // The seeds must actually crash the engine, or recovery is not exercised.
-        #expect(crashes > Self.seedCount / 2, "only \(crashes) crashes over \(Self.seedCount) seeds")
+        // (Each run also fails itself when it never crashed.)
+        #expect(crashes >= Self.seedCount, "only \(crashes) crashes over \(Self.seedCount) seeds")
+        // Every cause of a repeated dispatch occurs, and the limit is reached, or the checks
+        // above would pass vacuously.
+        #expect(repeatsAfterCrash > 0 && repeatsAfterTimeout > 0 && retries > 0,
+            "repeats: \(repeatsAfterCrash) after a crash, \(repeatsAfterTimeout) after a timeout, \(retries) retries")
+        #expect(maxGlobal == SimulationRun.globalLimit, "at most \(maxGlobal) calls ran at once")
+    }
+
+    /// The proof can fail: an executor that creates again instead of accepting its own
+    /// AlreadyExists applies effects twice, and the exactly-once check says so.
+    @Test("Simulation: proof: a non-idempotent executor is caught")
+    func nonIdempotentExecutor() {
+        var caught = 0
+        for index in 0..<UInt64(40) {
+            var run = SimulationRun(seed: 0x5EED_0000 &+ index, knobs: .init(idempotentExecutor: false))
+            if run.run().contains(where: { $0.contains("applied") && $0.contains("times") }) { caught += 1 }
+        }
+        #expect(caught > 0, "no seed of 40 caught a non-idempotent executor")
+    }
+
+    /// The proof can fail: an engine whose limits are one too high is caught by the
+    /// executor's own count.
+    @Test("Simulation: proof: a concurrency limit off by one is caught")
+    func limitOffByOne() {
+        var global = 0
+        var perKey = 0
+        for index in 0..<UInt64(40) {
+            var run = SimulationRun(seed: 0x5EED_0000 &+ index, knobs: .init(engineGlobal: 4, enginePerKey: 2))
+            let violations = run.run()
+            if violations.contains(where: { $0.contains("running at once, limit") }) { global += 1 }
+            if violations.contains(where: { $0.contains("running at once on") }) { perKey += 1 }
+        }
+        #expect(global > 0 && perKey > 0, "caught: global in \(global) seeds, per key in \(perKey)")
     }
 
     @Test("Simulation: determinism: one seed twice gives the same trace")
