@@ -47,7 +47,7 @@ import Testing
     }
 
     static func planOf(_ history: [WorkflowEvent]) -> [ChainedUpgradePlan] {
-        [ChainedUpgrade.replay(history).plan].compactMap { $0 }
+        [(try? ChainedUpgrade.replay(history))?.plan].compactMap { $0 }.compactMap { $0 }
     }
 
     @Test("ChainedUpgrade: run: 1.33 → 1.36: control plane one minor per step, workers in one leap at the end")
@@ -109,7 +109,7 @@ import Testing
         let input = Self.input(from: "v1.34.3", target: "v1.35.2", approve: true)
         let (simulation, end) = Self.run(input, fleet: fleet) { id, history in
             // Approve only when asked (the run waits on the signal), and count it.
-            guard id == input.runID, case .waitForSignal(ChainedUpgrade.Signal.approve)? = ChainedUpgrade.decide(ChainedUpgrade.replay(history)).last
+            guard id == input.runID, case .waitForSignal(ChainedUpgrade.Signal.approve, _)? = (try? ChainedUpgrade.replay(history)).map(ChainedUpgrade.decide)?.last
             else { return [] }
             approvals += 1
             return [.signalReceived(name: ChainedUpgrade.Signal.approve, payload: "")]
@@ -131,8 +131,7 @@ import Testing
         var retried = false
         let (simulation, end) = Self.run(input, fleet: fleet) { id, history in
             guard id == input.runID, !retried else { return [] }
-            let state = ChainedUpgrade.replay(history)
-            guard let progress = ChainedUpgrade.progress(state), progress.phase == .stuck else { return [] }
+            guard let state = try? ChainedUpgrade.replay(history), let progress = ChainedUpgrade.progress(state), progress.phase == .stuck else { return [] }
             // Goal: Stuck says why and waits. Method: inspect the progress view, then fix the cause.
             #expect(progress.step == 1)
             #expect(progress.attempt == 3)
@@ -162,7 +161,7 @@ import Testing
                 paused = true
                 return [.signalReceived(name: ChainedUpgrade.Signal.pause, payload: "")]
             }
-            if paused, !resumed, case .waitForSignal(ChainedUpgrade.Signal.resume)? = ChainedUpgrade.decide(ChainedUpgrade.replay(history)).last {
+            if paused, !resumed, case .waitForSignal(ChainedUpgrade.Signal.resume, _)? = (try? ChainedUpgrade.replay(history)).map(ChainedUpgrade.decide)?.last {
                 startedWhilePaused = history.compactMap { if case .childStarted(let id, _) = $0 { id } else { nil } }
                 resumed = true
                 return [.signalReceived(name: ChainedUpgrade.Signal.resume, payload: "")]
@@ -180,11 +179,11 @@ import Testing
         let input = Self.input()
         let source = Activities.ControlPlaneObservation(exists: true, installedVersion: "v1.33.4", status: "Ready")
         var events: [WorkflowEvent] = [Given.started(ChainedUpgrade.type, input)] + Given.ran("source", source)
-        #expect(ChainedUpgrade.replay(events).plan?.controlPlaneVersions.map(\.description) == ["v1.34.3", "v1.35.2", "v1.36.1"])
-        let first = ChainedUpgrade.decide(ChainedUpgrade.replay(events))
+        #expect(try ChainedUpgrade.replay(events).plan?.controlPlaneVersions.map(\.description) == ["v1.34.3", "v1.35.2", "v1.36.1"])
+        let first = ChainedUpgrade.decide(try ChainedUpgrade.replay(events))
         guard case .startChild(let child)? = first.first else { Issue.record("asked \(first)"); return }
         events.append(.childStarted(childID: child.workflowID, type: child.type))
-        let progress = try #require(ChainedUpgrade.progress(ChainedUpgrade.replay(events)))
+        let progress = try #require(ChainedUpgrade.progress(try ChainedUpgrade.replay(events)))
         #expect(progress.phase == .running)
         #expect(progress.step == 1)
         #expect(progress.steps == 4)

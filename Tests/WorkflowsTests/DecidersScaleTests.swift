@@ -21,7 +21,7 @@ import Testing
     @Test("ScaleMachineDeployment: up: new machines at the next ordinals, at the control plane's version, all at once")
     func up() throws {
         let input = Self.input(replicas: 4, machines: [Self.machine(1), Self.machine(2)])
-        let commands = ScaleMachineDeployment.decide(ScaleMachineDeployment.replay([Given.started(ScaleMachineDeployment.type, input)]))
+        let commands = ScaleMachineDeployment.decide(try ScaleMachineDeployment.replay([Given.started(ScaleMachineDeployment.type, input)]))
         let children = commands.compactMap { if case .startChild(let child) = $0 { child } else { nil } }
         #expect(children.map(\.workflowID) == ["scale/alpha-md-0/provision/alpha-md-0-3", "scale/alpha-md-0/provision/alpha-md-0-4"])
         let first = try Activities.decode(ProvisionMachine.Input.self, from: children[0].input)
@@ -56,9 +56,9 @@ import Testing
         }
     }
 
-    @Test("ScaleMachineDeployment: input: negative replicas fail with a clear reason and touch nothing") func negative() {
+    @Test("ScaleMachineDeployment: input: negative replicas fail with a clear reason and touch nothing") func negative() throws {
         let input = Self.input(replicas: -1, machines: [Self.machine(1)])
-        let commands = ScaleMachineDeployment.decide(ScaleMachineDeployment.replay([Given.started(ScaleMachineDeployment.type, input)]))
+        let commands = ScaleMachineDeployment.decide(try ScaleMachineDeployment.replay([Given.started(ScaleMachineDeployment.type, input)]))
         #expect(activityIDs(commands).isEmpty)
         #expect(failure(commands) == "MachineDeployment alpha-md-0: replicas -1 is negative")
     }

@@ -147,7 +147,7 @@ public enum ChainedUpgrade: Workflow {
     /// The domain event holding the plan.
     public static let planRecorded = "UpgradePlanned"
 
-    public static func evolve(_ state: State, _ event: WorkflowEvent) -> State {
+    public static func evolve(_ state: State, _ event: WorkflowEvent, at _: Timestamp) -> State {
         var next = state
         next.run.apply(event)
         next.since = next.run.ledger.latestTime

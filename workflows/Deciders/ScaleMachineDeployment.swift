@@ -69,7 +69,7 @@ public enum ScaleMachineDeployment: Workflow {
 
     public static var initial: State { State() }
 
-    public static func evolve(_ state: State, _ event: WorkflowEvent) -> State {
+    public static func evolve(_ state: State, _ event: WorkflowEvent, at _: Timestamp) -> State {
         var next = state
         next.apply(event)
         return next
