@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import EventLog
+import Fleet
 import Foundation
 import Hummingbird
 import Logging
@@ -127,6 +128,10 @@ struct Serve: AsyncParsableCommand {
             .init(service: engine, successTerminationBehavior: .gracefullyShutdownGroup),
             .init(service: EngineGauges(engine: engine)),
         ]
+        // Desired-state requests (`apply`, `delete`, `upgrade`) that arrive while serve holds
+        // the log; EventLogStore.open created the inbox log.
+        let fleetInbox = try EventLogReader(directory: EventLogStore.inboxDirectory(of: directory), logger: logger)
+        services.append(.init(service: FleetInboxService(log: log, inbox: fleetInbox), successTerminationBehavior: .gracefullyShutdownGroup))
         if let metricsAddress, let address = MetricsAddress(metricsAddress) {
             services.append(.init(service: Self.httpEndpoints(address, registry: registry, engine: engine, logger: logger)))
         }
