@@ -142,6 +142,8 @@ let package = Package(
             name: "CapstanCLI",
             dependencies: [
                 "CapstanSupport", "EventLog", "EventLogTesting", "Engine", "Fleet", "Providers", "Workflows",
+                // `capstan demo` runs kube-sim in its own process.
+                "KubeSimKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -11,7 +11,8 @@ struct Capstan: AsyncParsableCommand {
             the data directory. Read-only commands answer while an engine writes.
 
             Examples:
-              capstan demo                      append a realistic batch of events, verify, print stats
+              capstan demo                      the whole product in a minute: kube-sim, a fleet, serve, an upgrade through a crash
+              capstan log demo                  append a realistic batch of generated events, verify, print stats
               capstan log verify                check every checksum and index of ./capstan-data
               capstan log export --stream cluster/prod-eu-west-3-k7q0
 

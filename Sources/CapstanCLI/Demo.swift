@@ -1,218 +1,571 @@
 import ArgumentParser
+import Engine
 import EventLog
-import EventLogTesting
+import Fleet
 import Foundation
-import Synchronization
+import KubeSimKit
+import Logging
+import Providers
+import Workflows
 
-/// `capstan demo`: for now, a short demonstration of the log with a realistic fleet.
+/// `capstan demo`: the whole product in one command, on its embedded default (kube-sim).
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Append a realistic fleet's lifecycle events, read them back, verify, and print stats.",
+        abstract: "Run the whole product once: kube-sim, a fleet from manifests, serve, a chained upgrade through a crash.",
         discussion: """
-            Tells the story of a small fleet of workload clusters on KubeVirt with Kamaji \
-            control planes: clusters created at Kubernetes v1.33, machines provisioned, a \
-            chained control-plane upgrade v1.33 → v1.34 → v1.35 → v1.36 with the workers \
-            following, then conditions flapping, machines remediated and scaled up. Each \
-            cluster has its own appender; all of them append at once, each event in its own \
-            durable append with an expected stream revision, so the log's group commit \
-            batches them. Then it reads every new event back, checks each is whole, verifies \
-            the log, and prints stats and throughput.
+            Starts kube-sim (a simulated management cluster: KubeVirt, Kamaji, workload clusters; \
+            HTTPS with its own CA) inside this process and writes its kubeconfig into the data \
+            directory (mode 0600; the credential is never printed). Writes a small fleet of \
+            Cluster API manifests (two clusters with Kamaji control planes at v1.33, KubeVirt \
+            workers, a MachineHealthCheck each, a VersionCatalog v1.33 → v1.36) and applies them \
+            with `capstan apply`. Runs `capstan serve` as a child process and shows the clusters \
+            being provisioned; then `capstan upgrade` to v1.36 with live progress (the step, \
+            machines rolled out of total, the current wait), SIGKILLs serve midway and starts it \
+            again, and prints kube-sim's ledger: each VirtualMachine created once, each \
+            control-plane version applied once. Then it makes a node unhealthy and shows the \
+            remediation, shows the fleet and a short history, stops serve and leaves the data \
+            directory for you to query. About a minute.
 
-            Running it again on the same data directory appends a new fleet (new cluster \
-            names) after the events already there.
+            A step whose part of Capstan is not in this build is named and skipped, never faked.
+
+            The data directory (default ./capstan-demo; CAPSTAN_DATA_DIR is ignored so the demo \
+            never writes into a real log) must be new or empty.
+
+            Exit codes: 0 the demo ran and every effect happened once; 1 a check failed (an \
+            effect applied twice, a workflow failed or did not finish); 2 the demo could not run.
 
             Examples:
               capstan demo
-              capstan demo --events 1000000 --clusters 64 --seed 7
               capstan demo --data-dir /tmp/capstan-demo -o json
-            """
-    )
+            """)
 
-    @OptionGroup var options: CommonOptions
+    @Option(
+        name: .customLong("data-dir"),
+        help: ArgumentHelp("A new or empty directory for the demo's log, kube-sim's files and the manifests.", valueName: "dir"))
+    var dataDirectory = "./capstan-demo"
 
-    @Option(help: ArgumentHelp("How many events to append.", valueName: "count"))
-    var events: Int = 20_000
+    @Option(
+        name: [.customShort("o"), .long],
+        help: ArgumentHelp("text: the story as it happens; json: the story on standard error, a summary on standard output.",
+                           valueName: "format"))
+    var output: OutputFormat = .text
 
-    @Option(help: ArgumentHelp("Clusters in the fleet: one concurrent appender each.", valueName: "count"))
-    var clusters: Int = 64
-
-    @Option(help: ArgumentHelp("Seed of the generated fleet (default: derived from the log's length).", valueName: "seed"))
-    var seed: UInt64?
-
-    func validate() throws {
-        guard events > 0 else { throw ValidationError("--events must be at least 1") }
-        guard (1...4096).contains(clusters) else { throw ValidationError("--clusters must be 1...4096") }
-    }
-
-    struct Summary: Codable {
-        var dataDirectory: String
-        var seed: UInt64
-        var clusters: Int
-        var eventsAppended: Int
-        var firstPosition: UInt64
-        var lastPosition: UInt64
-        var appendSeconds: Double
-        var eventsPerSecond: Double
-        var commitLatencyP50Milliseconds: Double
-        var commitLatencyP99Milliseconds: Double
-        var eventsReadBack: Int
-        var readSeconds: Double
-        var verified: Bool
-        var stats: StatsOutput
-    }
+    @Option(help: ArgumentHelp("Seeds kube-sim (uids, tokens, delays).", valueName: "seed"))
+    var seed: UInt64 = 2026
 
     func run() async throws {
         try await reportingFailures {
-            let directory = options.dataDirectory
-            do {
-                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            } catch {
-                throw CommandFailure("cannot create the data directory \(directory): \(error)")
-            }
-            let log: EventLog
-            do {
-                log = try EventLog(directory: directory)
-            } catch {
-                throw CommandFailure("cannot open the log at \(directory) for writing: \(error)")
-            }
-            let startPosition = try log.reader.lastPosition()
-            let seed = self.seed ?? (startPosition.rawValue &+ 2026)
-            let progress = Progress(total: events, enabled: options.output == .text && events >= 100_000)
-
-            let appendStart = ContinuousClock.now
-            let latencies: [Duration]
-            do {
-                latencies = try await appendFleet(log: log, seed: seed, progress: progress)
-            } catch {
-                await log.close()
-                throw error
-            }
-            let appendTime = ContinuousClock.now - appendStart
-            await log.close()
-
-            let reader = try openReader(directory)
-            let readStart = ContinuousClock.now
-            var readBack = 0
-            var broken: [UInt64] = []
-            try reader.scan(after: startPosition) { event in
-                readBack += 1
-                if !event.isWhole { broken.append(event.position.rawValue) }
-                return true
-            }
-            let readTime = ContinuousClock.now - readStart
-            guard broken.isEmpty else {
-                throw CommandFailure("events read back differ from what was appended at positions \(broken.prefix(10))")
-            }
-            let report = try verifyLog(directory)
-            let stats = StatsOutput(try reader.stats(), directory: directory)
-            let sorted = latencies.sorted()
-            let summary = Summary(
-                dataDirectory: directory, seed: seed, clusters: clusters, eventsAppended: events,
-                firstPosition: startPosition.rawValue + 1, lastPosition: report.lastPosition.rawValue,
-                appendSeconds: appendTime.seconds, eventsPerSecond: Double(events) / appendTime.seconds,
-                commitLatencyP50Milliseconds: sorted.percentile(0.50).seconds * 1000,
-                commitLatencyP99Milliseconds: sorted.percentile(0.99).seconds * 1000,
-                eventsReadBack: readBack, readSeconds: readTime.seconds, verified: report.isClean, stats: stats)
-            switch options.output {
-            case .json: try printJSON(summary)
-            case .text: printSummary(summary, report: report)
-            }
-            if !report.isClean { throw ExitCodes.damage }
+            let run = DemoRun(directory: dataDirectory, json: output == .json, seed: seed)
+            let passed = try await run.run()
+            if output == .json { try printJSON(run.summary) }
+            if !passed { throw ExitCode(1) }
         }
-    }
-
-    /// One task per cluster, each appending its cluster's events one durable append at a
-    /// time with the stream's expected revision; returns each append's latency.
-    private func appendFleet(log: EventLog, seed: UInt64, progress: Progress) async throws -> [Duration] {
-        let reader = log.reader
-        let clusters = self.clusters
-        let events = self.events
-        return try await withThrowingTaskGroup(of: [Duration].self) { group in
-            for index in 0..<clusters {
-                let share = events / clusters + (index < events % clusters ? 1 : 0)
-                guard share > 0 else { continue }
-                group.addTask {
-                    var generator = LifecycleEventGenerator(seed: seed, fleetIndex: index)
-                    var revisions: [StreamID: StreamRevision] = [:]
-                    var latencies: [Duration] = []
-                    latencies.reserveCapacity(share)
-                    for _ in 0..<share {
-                        let next = generator.next()
-                        let expected: ExpectedRevision
-                        if let known = revisions[next.streamID] {
-                            expected = .exact(known)
-                        } else if let existing = try reader.streamRevision(next.streamID) {
-                            expected = .exact(existing)  // a stream an earlier run began
-                        } else {
-                            expected = .noStream
-                        }
-                        let start = ContinuousClock.now
-                        let result = try await log.append([next.event], to: next.streamID, expectedRevision: expected)
-                        latencies.append(ContinuousClock.now - start)
-                        revisions[next.streamID] = result.streams[0].lastRevision
-                        progress.add(1)
-                    }
-                    return latencies
-                }
-            }
-            var all: [Duration] = []
-            all.reserveCapacity(events)
-            for try await latencies in group { all += latencies }
-            return all
-        }
-    }
-
-    private func printSummary(_ summary: Summary, report: VerifyReport) {
-        print("capstan demo: a fleet of \(summary.clusters) clusters (seed \(summary.seed)) in \(summary.dataDirectory)")
-        print(
-            "appended  \(grouped(summary.eventsAppended)) events (positions \(summary.firstPosition)...\(summary.lastPosition)) "
-                + "in \(formatted(summary.appendSeconds, digits: 2)) s: \(grouped(Int(summary.eventsPerSecond))) durable events/s, "
-                + "\(summary.clusters) concurrent appenders")
-        print(
-            "commit    latency p50 \(formatted(summary.commitLatencyP50Milliseconds, digits: 2)) ms, "
-                + "p99 \(formatted(summary.commitLatencyP99Milliseconds, digits: 2)) ms")
-        print(
-            "read back \(grouped(summary.eventsReadBack)) events in \(formatted(summary.readSeconds, digits: 3)) s, "
-                + "each whole (content hash matches)")
-        if report.isClean {
-            print(
-                "verify    OK: \(grouped(report.eventsChecked)) events, \(grouped(report.streamsChecked)) streams, "
-                    + "\(report.dictionariesChecked) dictionaries")
-        } else {
-            print("verify    FAILED")
-            printVerifyReport(report)
-        }
-        print("")
-        printStats(summary.stats)
-        print("")
-        print("next: capstan log verify | capstan log stats | capstan log export | capstan log --help")
     }
 }
 
-/// Progress on standard error for long runs, at most once a second.
-final class Progress: Sendable {
-    private let total: Int
-    private let enabled: Bool
-    private let done = Atomic<Int>(0)
-    private let lastReport = Mutex<ContinuousClock.Instant>(.now)
-    private let start = ContinuousClock.now
+/// What `capstan demo -o json` prints: each step, and kube-sim's ledger counts.
+struct DemoSummary: Codable {
+    struct Step: Codable {
+        var name: String
+        /// `done`, `skipped` (its part is not in this build), or `failed`.
+        var status: String
+        var detail: String
+    }
+    var dataDirectory: String
+    var kubeSim: String = ""
+    var steps: [Step] = []
+    var serveStarts = 0
+    var serveKills = 0
+    var recoveredWorkflows: Int?
+    var ledger: DemoLedgerCounts?
+    var seconds: Double = 0
+}
 
-    init(total: Int, enabled: Bool) {
-        self.total = total
-        self.enabled = enabled
+/// One run of the demo: the story, step by step.
+final class DemoRun {
+    let directory: String
+    let json: Bool
+    let seed: UInt64
+    let began = ContinuousClock.now
+    let executable = currentExecutablePath()
+    private(set) var summary: DemoSummary
+    private var sim: KubeSim?
+    private var serve: DemoChild?
+    private var reader: EventLogReader?
+    private var passed = true
+
+    init(directory: String, json: Bool, seed: UInt64) {
+        self.directory = directory
+        self.json = json
+        self.seed = seed
+        summary = DemoSummary(dataDirectory: directory)
     }
 
-    func add(_ count: Int) {
-        let now = done.wrappingAdd(count, ordering: .relaxed).newValue
-        guard enabled else { return }
-        let due = lastReport.withLock { last -> Bool in
-            guard ContinuousClock.now - last >= .seconds(1) else { return false }
-            last = .now
-            return true
+    private var simDirectory: String { (directory as NSString).appendingPathComponent("kube-sim") }
+    private var manifestDirectory: String { (directory as NSString).appendingPathComponent("manifests") }
+    private var outputDirectory: String { (directory as NSString).appendingPathComponent("demo-output") }
+    private var serveLog: String { (directory as NSString).appendingPathComponent("serve.log") }
+
+    // MARK: the story
+
+    /// Runs the demo; false when a check failed.
+    func run() async throws -> Bool {
+        try prepareDirectory()
+        var configuration = KubeSimConfiguration(stateDirectory: simDirectory, port: 0, seed: seed)
+        // Slow enough to watch (and for the SIGKILL to land mid-chain), quick enough for a minute.
+        configuration.delays.virtualMachineReady = .milliseconds(1500)
+        configuration.delays.nodeJoin = .milliseconds(500)
+        configuration.delays.controlPlaneProvision = .milliseconds(2000)
+        configuration.delays.controlPlaneUpgrade = .milliseconds(2500)
+        configuration.delays.jitter = 0.2
+        var simLogger = Logger(label: "kube-sim")
+        simLogger.logLevel = .error
+        let sim = try await KubeSim.start(configuration, logger: simLogger)
+        self.sim = sim
+        summary.kubeSim = sim.url
+        do {
+            try await story(sim)
+        } catch {
+            _ = await stopServe()
+            await sim.shutdown()
+            throw error
         }
-        if due {
-            let rate = Double(now) / (ContinuousClock.now - start).seconds
-            printError("  appended \(grouped(now)) / \(grouped(total)) events (\(grouped(Int(rate))) events/s)")
+        await sim.shutdown()
+        summary.seconds = Double((ContinuousClock.now - began).components.seconds)
+        return passed
+    }
+
+    private func story(_ sim: KubeSim) async throws {
+        say("capstan demo: the whole product in one run, in \(directory)")
+        say("")
+        say("1. kube-sim: a simulated management cluster (KubeVirt, Kamaji) at \(sim.url), inside this process")
+        say("   HTTPS with its own CA; kubeconfig \(sim.managementKubeconfigPath) (mode 0600, not shown)")
+        record("kube-sim", "done", sim.url)
+
+        say("")
+        say("2. apply: two clusters at \(DemoFleet.startVersion) (Kamaji control planes, KubeVirt workers, a health check each)")
+        let files = try DemoFleet.write(into: manifestDirectory)
+        say("   wrote \(files.map { ($0 as NSString).lastPathComponent }.joined(separator: ", ")) to \(manifestDirectory)")
+        let apply = try await capstan(["apply", "-f", manifestDirectory, "--data-dir", directory])
+        guard apply.status == 0 else {
+            fail("apply", "capstan apply exited \(apply.status.map(String.init) ?? "on a timeout")")
+            return
         }
+        record("apply", "done", "\(apply.stdout.split(separator: "\n").count) objects")
+        reader = try openReader(directory)
+
+        say("")
+        say("3. serve: `capstan serve` as a child process, against kube-sim")
+        try await startServe()
+
+        say("")
+        say("4. provision")
+        let provisioned = try await provision()
+
+        say("")
+        say("5. upgrade to \(DemoFleet.targetVersion), with serve SIGKILLed midway")
+        var upgraded = false
+        if provisioned { upgraded = try await upgrade() } else {
+            record("upgrade", "skipped", "nothing was provisioned to upgrade")
+            say("   skipped: nothing was provisioned to upgrade")
+        }
+
+        say("")
+        say("6. kube-sim's ledger: what the clusters were actually asked to do")
+        let counts = DemoLedgerCounts(sim.ledger.entries())
+        printLedger(counts)
+        summary.ledger = counts
+        if !counts.eachEffectOnce { fail("ledger", "an effect was applied more than once") } else {
+            record("ledger", "done", "each VirtualMachine created once, each control-plane version applied once")
+        }
+
+        say("")
+        say("7. remediation: a node turns NotReady")
+        if upgraded || provisioned { try await remediate(sim) } else {
+            record("remediation", "skipped", "no machines were provisioned")
+            say("   skipped: no machines were provisioned")
+        }
+        summary.ledger = DemoLedgerCounts(sim.ledger.entries())
+
+        say("")
+        say("8. the fleet as the log tells it")
+        try await show()
+
+        say("")
+        let status = await stopServe()
+        say("serve stopped with SIGTERM (exit \(status.map(String.init) ?? "none: killed after 60 s")); kube-sim ends with this process")
+        let verify = try await capstan(["log", "verify", "--data-dir", directory])
+        if verify.status != 0 { fail("verify", "capstan log verify exited \(verify.status.map(String.init) ?? "on a timeout")") }
+        say("")
+        say("the data directory stays: \(directory)  (serve.log, manifests/, kube-sim/; the log itself)")
+        say("next:")
+        for command in nextCommands() { say("  \(command)") }
+        say(passed ? "demo: OK in \(demoSeconds(ContinuousClock.now - began)) s" : "demo: FAILED (see above)")
+    }
+
+    // MARK: steps
+
+    private func provision() async throws -> Bool {
+        let clusters = DemoFleet.clusters.map { "\(DemoFleet.namespace)/\($0.name)" }
+        // The fleet controller inside serve turns the applied clusters into CreateCluster workflows.
+        let gate = ContinuousClock.now + .seconds(30)
+        var creates: [String: WorkflowStatusReport] = [:]
+        while ContinuousClock.now < gate {
+            creates = try lifecycleWorkflows(type: CreateCluster.type)
+            if creates.count == clusters.count { break }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        if creates.isEmpty {
+            let reason =
+                "serve started no workflow for the applied clusters within 30 s: the fleet controller "
+                + "(desired state → workflows) is not in this build"
+            record("provision", "skipped", reason)
+            say("   skipped: \(reason)")
+            return false
+        }
+        var last: [String: String] = [:]
+        let deadline = ContinuousClock.now + .seconds(300)
+        while true {
+            creates = try lifecycleWorkflows(type: CreateCluster.type)
+            let fleet = try FleetView.clusters(reader!)
+            for cluster in fleet {
+                let key = "\(cluster.namespace)/\(cluster.name)"
+                let workflow = creates[key]
+                let ready = cluster.deployments.reduce(0) { $0 + $1.readyMachines }
+                let desired = cluster.deployments.reduce(0) { $0 + $1.replicas }
+                var line = "control plane \(cluster.controlPlane.installedVersion?.description ?? "-") "
+                    + "\(cluster.controlPlane.status ?? "not observed"), workers \(ready)/\(desired) ready"
+                if let workflow {
+                    line += "; \(workflow.record.type) \(workflow.record.status.rawValue)"
+                    if workflow.record.status == .running && !workflow.view.waitingOn.isEmpty { line += " (\(workflow.view.waitingOn))" }
+                }
+                if last[key] != line {
+                    last[key] = line
+                    say("   [\(elapsed())] \(cluster.name): \(line)")
+                }
+            }
+            if clusters.allSatisfy({ creates[$0]?.record.isFinished == true }) { break }
+            guard ContinuousClock.now < deadline else {
+                fail("provision", "the clusters were not provisioned within 300 s")
+                return false
+            }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        let failed = creates.values.filter { $0.record.status != .completed }
+        if !failed.isEmpty {
+            fail("provision", failed.map { "\($0.record.workflowID) \($0.record.status.rawValue): \($0.record.result ?? "")" }
+                .joined(separator: "; "))
+            return false
+        }
+        record("provision", "done", "\(clusters.count) clusters, \(DemoFleet.machines) machines")
+        return true
+    }
+
+    private func upgrade() async throws -> Bool {
+        guard FleetRuntime.workflows.contains(where: { $0.type == ChainedUpgrade.type }) else {
+            let reason = "serve in this build does not run \(ChainedUpgrade.type) (not in FleetRuntime.workflows)"
+            record("upgrade", "skipped", reason)
+            say("   skipped: \(reason)")
+            return false
+        }
+        for cluster in DemoFleet.clusters {
+            let result = try await capstan(["upgrade", cluster.name, "--to", DemoFleet.targetVersion, "--data-dir", directory])
+            guard result.status == 0 else {
+                fail("upgrade", "capstan upgrade \(cluster.name) exited \(result.status.map(String.init) ?? "on a timeout")")
+                return false
+            }
+        }
+        let clusters = DemoFleet.clusters.map { "\(DemoFleet.namespace)/\($0.name)" }
+        var last: [String: String] = [:]
+        var killed = false
+        let deadline = ContinuousClock.now + .seconds(400)
+        while true {
+            let chains = try lifecycleWorkflows(type: ChainedUpgrade.type)
+            let fleet = try FleetView.clusters(reader!)
+            for cluster in fleet {
+                let key = "\(cluster.namespace)/\(cluster.name)"
+                guard let chain = chains[key] else { continue }
+                let total = cluster.deployments.reduce(0) { $0 + $1.replicas }
+                let rolled = cluster.deployments.reduce(0) { $0 + ($1.versions[DemoFleet.targetVersion] ?? 0) }
+                var line: String
+                var wait = ""
+                if let progress = try? chain.progress(as: ChainedUpgrade.Progress.self) {
+                    line = "step \(progress.step)/\(progress.steps) \(progress.description.isEmpty ? "planning" : progress.description)"
+                        + ", control plane \(progress.controlPlaneVersion ?? "-"), machines \(rolled)/\(total) at "
+                        + "\(DemoFleet.targetVersion), \(progress.phase.rawValue)"
+                    if !progress.waitingOn.isEmpty {
+                        line += " waiting on \(progress.waitingOn)"
+                        if let since = progress.since {
+                            let now = Timestamp(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9))
+                            wait = " (for \(demoSeconds(now.duration(since: since))) s)"
+                        }
+                    }
+                    if let reason = progress.reason { line += " [\(reason)]" }
+                } else {
+                    line = "\(chain.record.type) \(chain.record.status.rawValue)"
+                }
+                if last[key] != line {
+                    last[key] = line
+                    say("   [\(elapsed())] \(cluster.name): \(line)\(wait)")
+                }
+                if !killed, chain.record.status == .running,
+                    let progress = try? chain.progress(as: ChainedUpgrade.Progress.self), progress.step >= 2
+                {
+                    killed = true
+                    try await crashAndRestart(during: "\(cluster.name) step \(progress.step)/\(progress.steps)")
+                }
+            }
+            if clusters.allSatisfy({ chains[$0]?.record.isFinished == true }) { break }
+            guard ContinuousClock.now < deadline else {
+                fail("upgrade", "the upgrades did not finish within 400 s")
+                return false
+            }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        if !killed { fail("crash", "the upgrade ended before the demo could SIGKILL serve midway") }
+        let chains = try lifecycleWorkflows(type: ChainedUpgrade.type)
+        let failed = chains.values.filter { $0.record.status != .completed }
+        if !failed.isEmpty {
+            fail("upgrade", failed.map { "\($0.record.workflowID) \($0.record.status.rawValue): \($0.record.result ?? "")" }
+                .joined(separator: "; "))
+            return false
+        }
+        record("upgrade", "done", "\(clusters.count) clusters at \(DemoFleet.targetVersion)")
+        return true
+    }
+
+    /// SIGKILL serve wherever it is, then start it again: the log and its snapshots are all it needs.
+    private func crashAndRestart(during moment: String) async throws {
+        guard let serve else { return }
+        let running = try reader!.stateEntries(withPrefix: StateKey.runningPrefix).count
+        let pid = serve.pid
+        serve.sigkill()
+        summary.serveKills += 1
+        say("   [\(elapsed())] SIGKILL capstan serve (pid \(pid)) during \(moment), with \(running) workflows running")
+        try await Task.sleep(for: .seconds(1))
+        try await startServe()
+        let recovered = recoveredCount()
+        summary.recoveredWorkflows = recovered
+        say("   [\(elapsed())] the new serve recovered \(recovered.map(String.init) ?? "?") unfinished workflows from the log and carries on")
+        record("crash", "done", "SIGKILL during \(moment); \(recovered.map(String.init) ?? "?") workflows recovered")
+    }
+
+    private func remediate(_ sim: KubeSim) async throws {
+        let remediateType = "Remediate"
+        guard FleetRuntime.workflows.contains(where: { $0.type == remediateType }) else {
+            let reason = "serve in this build does not run a \(remediateType) workflow (MachineHealthCheck remediation is not in it)"
+            record("remediation", "skipped", reason)
+            say("   skipped: \(reason)")
+            return
+        }
+        let cluster = DemoFleet.clusters[0]
+        let fleet = try FleetView.clusters(reader!, namespace: DemoFleet.namespace)
+        guard let machine = fleet.first(where: { $0.name == cluster.name })?.machines.first?.name else {
+            fail("remediation", "no observed machine of \(cluster.name) to make unhealthy")
+            return
+        }
+        let before = Set(try workflows(type: remediateType).map(\.report.record.workflowID))
+        let mark = Int64(sim.ledger.count)
+        let client = try KubernetesClient(kubeconfigPath: sim.managementKubeconfigPath)
+        struct NodeReadiness: Encodable { var cluster: String, node: String, ready: Bool }
+        let body = Payload.encode(NodeReadiness(cluster: "\(DemoFleet.namespace)/\(cluster.name)", node: machine, ready: false))
+        _ = try await client.send(
+            method: "POST", path: "/_sim/node-readiness", body: Array(body.utf8), contentType: "application/json",
+            idempotent: true)
+        say("   [\(elapsed())] node \(machine) of \(cluster.name) reports Ready=False (the health check allows \(DemoFleet.unhealthySeconds) s)")
+        let deadline = ContinuousClock.now + .seconds(DemoFleet.unhealthySeconds + 180)
+        var last = ""
+        while true {
+            let runs = try workflows(type: remediateType).map(\.report).filter { !before.contains($0.record.workflowID) }
+            if let run = runs.sorted(by: { $0.record.workflowID < $1.record.workflowID }).first {
+                let line = "\(run.record.workflowID) \(run.record.status.rawValue)"
+                    + (run.view.waitingOn.isEmpty ? "" : " (\(run.view.waitingOn))")
+                if line != last {
+                    last = line
+                    say("   [\(elapsed())] \(line)")
+                }
+                if run.record.isFinished {
+                    let changes = DemoLedgerCounts(sim.ledger.entries(after: mark))
+                    if run.record.status == .completed {
+                        say("   ledger since: \(changes.virtualMachinesCreated) VirtualMachine created, \(changes.virtualMachinesDeleted) deleted")
+                        record("remediation", "done", "\(machine) replaced by \(run.record.workflowID)")
+                    } else {
+                        fail("remediation", "\(run.record.workflowID) \(run.record.status.rawValue): \(run.record.result ?? "")")
+                    }
+                    return
+                }
+            }
+            guard ContinuousClock.now < deadline else {
+                fail("remediation", "no remediation of \(machine) finished within \(DemoFleet.unhealthySeconds + 180) s")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+    }
+
+    private func show() async throws {
+        let first = DemoFleet.clusters[0].name
+        _ = try await capstan(["get", "clusters", "--data-dir", directory])
+        let commands = availableCommands()
+        for (command, arguments) in [("describe", ["describe", "cluster", first]), ("history", ["history", "cluster", first])] {
+            guard commands.contains(command) else {
+                say("   skipped `capstan \(arguments.joined(separator: " "))`: that command is not in this build")
+                record(command, "skipped", "`capstan \(command)` is not in this build")
+                continue
+            }
+            let result = try await capstan(arguments + ["--data-dir", directory], lines: command == "history" ? 25 : nil)
+            record(command, result.status == 0 ? "done" : "failed", "exit \(result.status.map(String.init) ?? "timeout")")
+        }
+    }
+
+    private func printLedger(_ counts: DemoLedgerCounts) {
+        say("   \(counts.entries) entries in all (controllers' status writes included); writes by serve's executors:")
+        say(
+            "   VirtualMachines created: \(counts.virtualMachinesCreated) (\(counts.virtualMachineNames) distinct names"
+                + (counts.virtualMachinesCreatedTwice.isEmpty ? ", none twice" : "; TWICE: \(counts.virtualMachinesCreatedTwice.joined(separator: ", "))")
+                + "), deleted: \(counts.virtualMachinesDeleted)")
+        say("   TenantControlPlanes created: \(counts.tenantControlPlanesCreated)")
+        for (cluster, versions) in counts.controlPlaneVersions.sorted(by: { $0.key < $1.key }) {
+            let applied = versions.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
+            say("   control-plane version set on \(cluster): \(applied)")
+        }
+    }
+
+    private func nextCommands() -> [String] {
+        let commands = availableCommands()
+        let first = DemoFleet.clusters[0].name
+        var next = ["capstan get clusters --data-dir \(directory)"]
+        if commands.contains("describe") { next.append("capstan describe cluster \(first) --data-dir \(directory)") }
+        if commands.contains("history") { next.append("capstan history cluster \(first) --data-dir \(directory)") }
+        if commands.contains("workflow") { next.append("capstan workflow list --data-dir \(directory)") }
+        next += [
+            "capstan log export --data-dir \(directory) | head",
+            "capstan log stats --data-dir \(directory)",
+            "capstan serve --data-dir \(directory) --kubeconfig KUBECONFIG   (against a cluster of yours)",
+        ]
+        return next
+    }
+
+    // MARK: serve
+
+    private func startServe() async throws {
+        let starts = startedLines()
+        let child = try DemoChild(
+            executable,
+            ["serve", "--data-dir", directory, "--kubeconfig", sim!.managementKubeconfigPath, "--log-level", "info"],
+            output: serveLog, error: serveLog, append: true)
+        serve = child
+        summary.serveStarts += 1
+        let deadline = ContinuousClock.now + .seconds(60)
+        while startedLines() == starts {
+            guard child.isRunning else {
+                throw CommandFailure("capstan serve exited at once (status \(child.process.terminationStatus)); see \(serveLog)")
+            }
+            guard ContinuousClock.now < deadline else { throw CommandFailure("capstan serve did not start within 60 s; see \(serveLog)") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        say("   [\(elapsed())] capstan serve running as pid \(child.pid) (its log: \(serveLog))")
+    }
+
+    private func stopServe() async -> Int32? {
+        guard let serve, serve.isRunning else { return nil }
+        self.serve = nil
+        return await serve.terminate()
+    }
+
+    private func startedLines() -> Int {
+        let text = (try? String(contentsOfFile: serveLog, encoding: .utf8)) ?? ""
+        return text.components(separatedBy: "serve.started").count - 1
+    }
+
+    /// `engine.recovered=N` of serve's latest start line.
+    private func recoveredCount() -> Int? {
+        let text = (try? String(contentsOfFile: serveLog, encoding: .utf8)) ?? ""
+        guard let line = text.split(separator: "\n").last(where: { $0.contains("serve.started") }),
+            let range = line.range(of: "engine.recovered=")
+        else { return nil }
+        return Int(line[range.upperBound...].prefix { $0.isNumber })
+    }
+
+    // MARK: reading the log
+
+    /// Every workflow of `type`, running or finished, with the cluster its input names.
+    private func workflows(type: String) throws -> [(cluster: String, report: WorkflowStatusReport)] {
+        struct Target: Decodable { var cluster: Activities.ClusterRef }
+        var found: [(String, WorkflowStatusReport)] = []
+        for prefix in [StateKey.finishedPrefix, StateKey.runningPrefix] {
+            for (key, value) in try reader!.stateEntries(withPrefix: prefix) {
+                let report = try WorkflowStatusReport(snapshot: value, key: key)
+                guard report.record.type == type,
+                    let target = try? Payload.decode(Target.self, from: report.record.input, field: "input")
+                else { continue }
+                found.append(("\(target.cluster.namespace)/\(target.cluster.name)", report))
+            }
+        }
+        return found
+    }
+
+    /// The top-level workflows of `type` keyed by `namespace/cluster` (a running one wins).
+    private func lifecycleWorkflows(type: String) throws -> [String: WorkflowStatusReport] {
+        var found: [String: WorkflowStatusReport] = [:]
+        for (cluster, report) in try workflows(type: type) where report.record.parentID == nil { found[cluster] = report }
+        return found
+    }
+
+    // MARK: output
+
+    private func say(_ line: String) {
+        // Unbuffered, so the story shows as it happens even when piped.
+        if json { printError(line) } else { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+    }
+
+    private func elapsed() -> String {
+        let text = demoSeconds(ContinuousClock.now - began)
+        return String(repeating: " ", count: max(0, 5 - text.count)) + text + " s"
+    }
+
+    private func record(_ name: String, _ status: String, _ detail: String) {
+        summary.steps.append(.init(name: name, status: status, detail: detail))
+    }
+
+    private func fail(_ name: String, _ detail: String) {
+        passed = false
+        record(name, "failed", detail)
+        say("   FAILED \(name): \(detail)")
+    }
+
+    /// Runs `capstan ARGS` (this executable) to its end and shows it as a shell would.
+    private func capstan(_ arguments: [String], lines: Int? = nil) async throws -> (status: Int32?, stdout: String) {
+        try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
+        let base = (outputDirectory as NSString).appendingPathComponent(arguments.prefix(2).joined(separator: "-"))
+        let child = try DemoChild(executable, arguments, output: base + ".out", error: base + ".err", append: false)
+        let status = await child.wait(timeout: .seconds(120))
+        let out = (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? ""
+        let err = (try? String(contentsOfFile: base + ".err", encoding: .utf8)) ?? ""
+        say("   $ capstan \(arguments.joined(separator: " "))")
+        var shown = out.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if shown.last == "" { shown.removeLast() }
+        if let lines, shown.count > lines { shown = shown.prefix(lines) + ["… (\(shown.count - lines) more lines)"] }
+        for line in shown + err.split(separator: "\n").map(String.init) { say("     \(line)") }
+        return (status, out)
+    }
+
+    private func availableCommands() -> Set<String> {
+        Set(Capstan.configuration.subcommands.map { $0._commandName })
+    }
+
+    /// The directory must be new or empty: the demo never writes into a log it did not make.
+    private func prepareDirectory() throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else { throw CommandFailure("--data-dir \(directory): is a file, not a directory") }
+            let contents = try FileManager.default.contentsOfDirectory(atPath: directory)
+            guard contents.isEmpty else {
+                throw CommandFailure(
+                    "--data-dir \(directory): not empty (an earlier demo's?); remove it (rm -r \(directory)) "
+                        + "or give another --data-dir; nothing was written")
+            }
+        }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
 }

@@ -9,16 +9,17 @@ struct Log: AsyncParsableCommand {
         discussion: """
             The log lives in the data directory (--data-dir, else $CAPSTAN_DATA_DIR, else \
             ./capstan-data) as an LMDB environment: data.mdb and lock.mdb. Every command \
-            here opens it read-only, so it answers while an engine or `capstan demo` is \
+            here opens it read-only, so it answers while an engine or `capstan log demo` is \
             writing, and never changes it.
 
             Examples:
+              capstan log demo                  append generated lifecycle events, verify, print stats
               capstan log verify
               capstan log stats -o json
               capstan log export --after 1000 --stream cluster/prod-eu-west-3-k7q0
               capstan log backup /var/backups/capstan-2026-11-23
             """,
-        subcommands: [Verify.self, Stats.self, Export.self, Backup.self]
+        subcommands: [Verify.self, Stats.self, Export.self, Backup.self, LogDemo.self]
     )
 }
 

@@ -33,7 +33,7 @@ struct CLITests {
             (["log", "stats", "--help"], ["compression ratio", "Examples", "--data-dir", "--output"]),
             (["log", "export", "--help"], ["JSON lines", "--after", "--stream", "--output-file", "base64"]),
             (["log", "backup", "--help"], ["consistent", "Examples"]),
-            (["demo", "--help"], ["v1.33", "--events", "--seed", "Examples"]),
+            (["log", "demo", "--help"], ["v1.33", "--events", "--seed", "Examples"]),
         ]
         for (arguments, phrases) in expectations {
             let result = try await runToEnd(capstan, arguments, in: root)
@@ -67,7 +67,7 @@ struct CLITests {
     }
 
     /// Goal: the demo works twice on one data directory and the log commands read what it
-    /// wrote, with parseable `-o json`. Method: run `capstan demo` twice, then stats,
+    /// wrote, with parseable `-o json`. Method: run `capstan log demo` twice, then stats,
     /// verify and export, and compare the counts.
     @Test("CLI: demo: twice on one directory, then stats, verify and export agree (events=1500)")
     func demoThenReadCommands() async throws {
@@ -77,7 +77,7 @@ struct CLITests {
         let data = root + "/data"
         for run in 1...2 {
             let demo = try await runToEnd(
-                capstan, ["demo", "--data-dir", data, "--events", "1500", "--clusters", "8", "-o", "json"], in: root)
+                capstan, ["log", "demo", "--data-dir", data, "--events", "1500", "--clusters", "8", "-o", "json"], in: root)
             #expect(demo.status == 0, "demo run \(run): \(demo.stderr)")
             let summary = try JSONSerialization.jsonObject(with: Data(demo.stdout.utf8)) as? [String: Any]
             #expect(summary?["eventsAppended"] as? Int == 1500)
@@ -178,7 +178,7 @@ struct CLITests {
         let root = try makeTemporaryDirectory("cli-truncated")
         defer { removeTemporaryDirectory(root) }
         let data = root + "/data"
-        let demo = try await runToEnd(capstan, ["demo", "--data-dir", data, "--events", "3000", "--clusters", "4"], in: root)
+        let demo = try await runToEnd(capstan, ["log", "demo", "--data-dir", data, "--events", "3000", "--clusters", "4"], in: root)
         #expect(demo.status == 0, "\(demo.stderr)")
         let file = FileHandle(forUpdatingAtPath: data + "/data.mdb")
         let size = try file?.seekToEnd() ?? 0
@@ -200,7 +200,7 @@ struct CLITests {
         let root = try makeTemporaryDirectory("cli-backup")
         defer { removeTemporaryDirectory(root) }
         let data = root + "/data"
-        let demo = try await runToEnd(capstan, ["demo", "--data-dir", data, "--events", "2000", "--clusters", "8"], in: root)
+        let demo = try await runToEnd(capstan, ["log", "demo", "--data-dir", data, "--events", "2000", "--clusters", "8"], in: root)
         #expect(demo.status == 0, "\(demo.stderr)")
         let writer = try ChildProcess(
             driver, ["append", "--data-dir", data, "--seed", "9", "--appenders", "2"], outputPrefix: root + "/writer")
