@@ -17,8 +17,21 @@ struct ControllerTests {
             let secret = try await fixture.http.get("/api/v1/namespaces/default/secrets/t1-admin-kubeconfig")
             let adminConf = secret.json["data"]?["admin.conf"]?.stringValue.flatMap { Data(base64Encoded: $0) }
                 .map { String(decoding: $0, as: UTF8.self) } ?? ""
-            #expect(adminConf.contains("server: \(fixture.sim.url)/clusters/default/t1"))
+            // Its own endpoint, as Kamaji gives each control plane: another port, no path.
+            // (Before: `server: <management URL>/clusters/default/t1`, which kubectl's `--raw
+            // /version` sent to the management API.)
+            #expect(workload.baseURL.hasPrefix("https://127.0.0.1:"))
+            #expect(workload.baseURL != fixture.sim.url)
+            #expect(URL(string: workload.baseURL)?.path.isEmpty == true)
+            #expect(adminConf.contains("server: \(workload.baseURL)\n"))
             #expect(adminConf.contains("token: \(workload.token)"))
+            #expect(tcp.json[path: ["status", "controlPlaneEndpoint"]]?.stringValue
+                == workload.baseURL.replacingOccurrences(of: "https://", with: ""))
+            // The management API serves no workload cluster under a path.
+            var prefixed = fixture.http
+            prefixed.token = workload.token
+            #expect(try await prefixed.get("/clusters/default/t1/version").status == 401)
+            #expect(try await fixture.http.get("/clusters/default/t1/version").status == 404)
 
             let version = try await workload.get("/version")
             #expect(version.json["gitVersion"]?.stringValue == "v1.33.2")
@@ -30,6 +43,22 @@ struct ControllerTests {
             var reverse = fixture.http
             reverse.token = workload.token
             #expect(try await reverse.get("/api/v1/namespaces").status == 401)
+
+            // A second control plane gets a port of its own; deleting the first closes its port.
+            let other = try await fixture.readyControlPlane(name: "t2", version: "v1.34.0")
+            #expect(other.baseURL != workload.baseURL && other.baseURL != fixture.sim.url)
+            #expect(try await other.get("/version").json["gitVersion"]?.stringValue == "v1.34.0")
+            #expect(try await fixture.http.delete("\(ControllerTests.tcpPath)/t1").status == 200)
+            _ = try await fixture.http.waitFor("/api/v1/namespaces/default/secrets/t1-admin-kubeconfig") { $0.status == 404 }
+            let clock = ContinuousClock()
+            let start = clock.now
+            var gone = try await workload.get("/version")
+            while gone.curlExit == 0, clock.now - start < .seconds(30) {
+                try await Task.sleep(for: .milliseconds(50))
+                gone = try await workload.get("/version")
+            }
+            #expect(gone.curlExit == 7, "curl exit \(gone.curlExit): the deleted cluster's port still answers")
+            #expect(try await other.get("/version").status == 200)
         }
     }
 

@@ -127,6 +127,19 @@ struct FidelityTests {
         let nodes = try await run(["get", "namespaces", "-o", "json"], kubeconfig: workloadConfig)
         #expect(nodes.status == 0, "\(nodes.stderr)")
         #expect(nodes.stdout.contains("kube-system"))
+
+        // The admin kubeconfig Kamaji puts in the Secret, as a user would take it: `get --raw
+        // /version` reaches the workload cluster (it got the management API's 401 while the
+        // clusters were served under a path prefix of the management port).
+        let encoded = try await run(["get", "secret", "demo-admin-kubeconfig", "-o", #"jsonpath={.data.admin\.conf}"#])
+        #expect(encoded.status == 0, "\(encoded.stderr)")
+        let adminConf = "\(sim.stateDirectory)/admin.conf"
+        try #require(Data(base64Encoded: encoded.stdout)).write(to: URL(fileURLWithPath: adminConf))
+        let version = try await run(["get", "--raw", "/version"], kubeconfig: adminConf)
+        #expect(version.status == 0, "\(version.stderr)")
+        #expect(try JSON.parse(version.stdout)["gitVersion"]?.stringValue == "v1.33.0")
+        let management = try await run(["get", "--raw", "/version"])
+        #expect(try JSON.parse(management.stdout)["gitVersion"]?.stringValue == "v1.33.4")
         #expect(await sim.terminate() == 0)
     }
 

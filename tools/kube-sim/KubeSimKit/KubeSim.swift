@@ -1,10 +1,5 @@
 import Foundation
-import Hummingbird
-import HummingbirdTLS
 public import Logging
-import NIOCore
-import ServiceLifecycle
-import Synchronization
 
 /// A running kube-sim: a simulated management cluster (KubeVirt VirtualMachines, Kamaji
 /// TenantControlPlanes, Secrets), its workload clusters and the in-place update extension,
@@ -34,21 +29,17 @@ public final class KubeSim: Sendable {
     public var seed: UInt64 { simulation.random.seed }
 
     let simulation: Simulation
-    private let serviceGroup: ServiceGroup
-    private let runTask: Task<Void, any Error>
+    private let listener: Listener
 
-    private init(
-        port: Int, simulation: Simulation, serviceGroup: ServiceGroup, runTask: Task<Void, any Error>
-    ) {
-        self.port = port
-        self.url = "https://127.0.0.1:\(port)"
+    private init(simulation: Simulation, listener: Listener) {
+        self.port = listener.port
+        self.url = listener.url
         self.managementKubeconfigPath = simulation.stateDirectory + "/management.kubeconfig"
         self.caCertificatePath = simulation.stateDirectory + "/ca.crt"
         self.caCertificatePEM = simulation.certificates.caCertificatePEM
         self.managementToken = simulation.managementToken
         self.simulation = simulation
-        self.serviceGroup = serviceGroup
-        self.runTask = runTask
+        self.listener = listener
     }
 
     /// Starts the server and the simulated controllers; returns once it is listening and the
@@ -64,34 +55,13 @@ public final class KubeSim: Sendable {
         }()
         try FileManager.default.createDirectory(
             atPath: configuration.stateDirectory, withIntermediateDirectories: true)
-        let simulation = try Simulation(configuration: configuration)
+        let simulation = try Simulation(configuration: configuration, logger: logger)
         let controllers = Controllers(simulation: simulation, logger: logger)
-        let bound = BoundSignal()
-        let app = Application(
-            responder: APIResponder(simulation: simulation),
-            server: try .tls(
-                .http1(configuration: .init(additionalChannelHandlers: [ConnectionResetHandler()])),
-                tlsConfiguration: simulation.certificates.tlsConfiguration()),
-            configuration: ApplicationConfiguration(
-                address: .hostname("127.0.0.1", port: configuration.port), serverName: "kube-sim", backlog: 1024),
-            onServerRunning: { channel in bound.resolve(.success(channel.localAddress?.port ?? 0)) },
-            logger: logger)
-        let serviceGroup = ServiceGroup(
-            configuration: ServiceGroupConfiguration(
-                services: [.init(service: app), .init(service: controllers)], gracefulShutdownSignals: [],
-                logger: logger))
-        let runTask = Task {
-            do {
-                try await serviceGroup.run()
-                bound.resolve(.failure(KubeSimError(message: "kube-sim stopped before it was listening")))
-            } catch {
-                bound.resolve(.failure(error))
-                throw error
-            }
-        }
-        let port = try await bound.wait()
-        simulation.serverURL.withLock { $0 = "https://127.0.0.1:\(port)" }
-        let sim = KubeSim(port: port, simulation: simulation, serviceGroup: serviceGroup, runTask: runTask)
+        let listener = try await Listener.start(
+            responder: APIResponder(simulation: simulation, cluster: nil), port: configuration.port,
+            certificates: simulation.certificates, services: [controllers], logger: logger)
+        simulation.serverURL.withLock { $0 = listener.url }
+        let sim = KubeSim(simulation: simulation, listener: listener)
         do {
             try simulation.managementKubeconfig.write(to: sim.managementKubeconfigPath)
             try Data(simulation.certificates.caCertificatePEM.utf8).write(
@@ -106,8 +76,8 @@ public final class KubeSim: Sendable {
     /// Stops accepting connections, ends open watches and the controllers, and waits for them.
     public func shutdown() async {
         simulation.shutdown()
-        await serviceGroup.triggerGracefulShutdown()
-        _ = try? await runTask.value
+        await listener.shutdown()
+        await simulation.shutdownWorkloads()
     }
 
     /// The kubeconfig path of a workload cluster (written once its TenantControlPlane is Ready).
@@ -120,34 +90,4 @@ public final class KubeSim: Sendable {
 public struct KubeSimError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var description: String { message }
-}
-
-/// Resolves once with the bound port or the start failure.
-private final class BoundSignal: Sendable {
-    private struct State {
-        var result: Result<Int, any Error>?
-        var waiter: CheckedContinuation<Int, any Error>?
-    }
-    private let state = Mutex(State())
-
-    func resolve(_ result: Result<Int, any Error>) {
-        let waiter: CheckedContinuation<Int, any Error>? = state.withLock { state in
-            guard state.result == nil else { return nil }
-            state.result = result
-            defer { state.waiter = nil }
-            return state.waiter
-        }
-        waiter?.resume(with: result)
-    }
-
-    func wait() async throws -> Int {
-        try await withCheckedThrowingContinuation { continuation in
-            let ready: Result<Int, any Error>? = state.withLock { state in
-                if let result = state.result { return result }
-                state.waiter = continuation
-                return nil
-            }
-            if let ready { continuation.resume(with: ready) }
-        }
-    }
 }

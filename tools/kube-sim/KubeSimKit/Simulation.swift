@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 
 /// A workload cluster Kamaji made: its API objects and its own bearer token.
@@ -9,6 +10,8 @@ final class WorkloadCluster: Sendable {
     let token: String
     /// The installed control-plane version (`v1.34.1`), served at `/version`.
     let version: Mutex<String>
+    /// Its own HTTPS listener (set once bound, before the cluster is published).
+    let listener = Mutex<Listener?>(nil)
 
     init(namespace: String, name: String, store: ClusterStore, token: String, version: String) {
         self.namespace = namespace
@@ -19,6 +22,9 @@ final class WorkloadCluster: Sendable {
     }
 
     var id: String { "\(namespace)/\(name)" }
+
+    /// `https://127.0.0.1:<its port>`: the endpoint Kamaji would give the control plane.
+    var server: String { listener.withLock { $0?.url ?? "" } }
 }
 
 /// Everything one kube-sim process simulates: the management cluster, the workload
@@ -34,13 +40,18 @@ final class Simulation: Sendable {
     let delays: Mutex<ControllerDelays>
     let extensionPolicy: Mutex<UpdateExtensionPolicy>
     private let workloads = Mutex<[String: WorkloadCluster]>([:])
+    /// Set by `shutdownWorkloads` (under the `workloads` lock): no cluster is published after it.
+    private let closed = Mutex(false)
     /// In-place kubelet updates in flight, by `<namespace>/<cluster>/<node>`.
     let inPlaceUpdates = Mutex<[String: InPlaceUpdate]>([:])
     /// Set once the server is bound: `https://127.0.0.1:<port>`.
     let serverURL = Mutex<String>("")
 
-    init(configuration: KubeSimConfiguration) throws {
+    let logger: Logger
+
+    init(configuration: KubeSimConfiguration, logger: Logger) throws {
         self.configuration = configuration
+        self.logger = logger
         self.random = SimRandom(seed: configuration.seed ?? SimRandom.systemSeed())
         self.ledger = Ledger()
         self.faults = FaultInjector(configuration.faults, random: random)
@@ -60,24 +71,57 @@ final class Simulation: Sendable {
         workloads.withLock { Array($0.values) }.sorted { $0.id < $1.id }
     }
 
-    /// The workload cluster for a TenantControlPlane, made on first call.
-    func ensureWorkload(namespace: String, name: String, version: String) -> (WorkloadCluster, created: Bool) {
-        workloads.withLock { workloads in
-            if let existing = workloads["\(namespace)/\(name)"] { return (existing, false) }
-            let store = ClusterStore(
-                cluster: "\(namespace)/\(name)", catalog: ResourceCatalog(ResourceType.workload), ledger: ledger,
-                random: random)
-            let cluster = WorkloadCluster(
-                namespace: namespace, name: name, store: store, token: "kube-sim-" + random.alphanumeric(40),
-                version: version)
+    /// The workload cluster for a TenantControlPlane, made (and listening on a port of its
+    /// own) on first call.
+    ///
+    /// - Throws: when no port can be bound.
+    func ensureWorkload(namespace: String, name: String, version: String) async throws -> (WorkloadCluster, created: Bool) {
+        if let existing = workload(namespace: namespace, name: name) { return (existing, false) }
+        let store = ClusterStore(
+            cluster: "\(namespace)/\(name)", catalog: ResourceCatalog(ResourceType.workload), ledger: ledger,
+            random: random)
+        let cluster = WorkloadCluster(
+            namespace: namespace, name: name, store: store, token: "kube-sim-" + random.alphanumeric(40),
+            version: version)
+        let listener = try await Listener.start(
+            responder: APIResponder(simulation: self, cluster: cluster), port: 0, certificates: certificates,
+            logger: logger)
+        cluster.listener.withLock { $0 = listener }
+        // Two reconciles of one control plane may race here: the first to publish wins.
+        // After shutdown nothing is published (the listener would outlive the simulation).
+        let winner: WorkloadCluster? = workloads.withLock { workloads in
+            if closed.withLock({ $0 }) { return nil }
+            if let existing = workloads[cluster.id] { return existing }
             workloads[cluster.id] = cluster
-            return (cluster, true)
+            return cluster
         }
+        guard let winner, winner === cluster else {
+            await listener.shutdown()
+            guard let winner else { throw CancellationError() }
+            return (winner, false)
+        }
+        return (cluster, true)
     }
 
-    func removeWorkload(namespace: String, name: String) {
+    /// Forgets a workload cluster: its watches end and its listener closes.
+    func removeWorkload(namespace: String, name: String) async {
         let removed = workloads.withLock { $0.removeValue(forKey: "\(namespace)/\(name)") }
-        removed?.store.finishWatches()
+        guard let removed else { return }
+        removed.store.finishWatches()
+        await removed.listener.withLock { $0 }?.shutdown()
+    }
+
+    /// Closes every workload cluster's listener (at shutdown).
+    func shutdownWorkloads() async {
+        let all = workloads.withLock { workloads in
+            closed.withLock { $0 = true }
+            defer { workloads.removeAll() }
+            return Array(workloads.values)
+        }
+        for cluster in all {
+            cluster.store.finishWatches()
+            await cluster.listener.withLock { $0 }?.shutdown()
+        }
     }
 
     var stateDirectory: String { configuration.stateDirectory }
@@ -88,7 +132,7 @@ final class Simulation: Sendable {
 
     func kubeconfig(for cluster: WorkloadCluster) -> Kubeconfig {
         Kubeconfig(
-            clusterName: cluster.name, server: "\(serverURL.withLock { $0 })/clusters/\(cluster.namespace)/\(cluster.name)",
+            clusterName: cluster.name, server: cluster.server,
             caCertificatePEM: certificates.caCertificatePEM, token: cluster.token, userName: "kubernetes-admin")
     }
 

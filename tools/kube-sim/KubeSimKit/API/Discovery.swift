@@ -80,11 +80,11 @@ enum Discovery {
     // MARK: OpenAPI v3
 
     /// `/openapi/v3`: one entry per group version, each pointing at its document.
-    static func openAPIRoot(_ catalog: ResourceCatalog, prefix: String) -> JSON {
+    static func openAPIRoot(_ catalog: ResourceCatalog) -> JSON {
         var paths: [String: JSON] = [:]
         for (group, version) in catalog.groupVersions {
             let path = group.isEmpty ? "api/\(version)" : "apis/\(group)/\(version)"
-            paths[path] = ["serverRelativeURL": .string("\(prefix)/openapi/v3/\(path)?hash=kube-sim-\(version)")]
+            paths[path] = ["serverRelativeURL": .string("/openapi/v3/\(path)?hash=kube-sim-\(version)")]
         }
         return ["paths": .object(paths)]
     }

@@ -14,7 +14,7 @@ extension Controllers {
         do {
             if let installed {
                 if target == installed {
-                    try complete(namespace: namespace, name: name, target: target)
+                    try await complete(namespace: namespace, name: name, target: target)
                     return
                 }
                 if target < installed {
@@ -37,7 +37,7 @@ extension Controllers {
             guard let current = store.getIfPresent(.tenantControlPlanes, namespace: namespace, name: name),
                 current["spec"]?["kubernetes"]?["version"]?.stringValue.flatMap(KubeVersion.init) == target
             else { return }
-            try complete(namespace: namespace, name: name, target: target)
+            try await complete(namespace: namespace, name: name, target: target)
         } catch is CancellationError {
             return
         } catch {
@@ -68,8 +68,8 @@ extension Controllers {
 
     /// Installs `target`: the workload cluster exists and serves that version, its admin
     /// kubeconfig is in the Secret Kamaji names, and the status says Ready at that version.
-    private func complete(namespace: String, name: String, target: KubeVersion) throws {
-        let (cluster, created) = simulation.ensureWorkload(namespace: namespace, name: name, version: target.description)
+    private func complete(namespace: String, name: String, target: KubeVersion) async throws {
+        let (cluster, created) = try await simulation.ensureWorkload(namespace: namespace, name: name, version: target.description)
         if created { cluster.store.setAdmission { attempt in try Admission.workload(attempt) } }
         let previous = cluster.version.withLock { version in
             defer { version = target.description }
@@ -96,7 +96,8 @@ extension Controllers {
                 existing["data"] = secret["data"]
             }
         }
-        let port = URL(string: kubeconfig.server)?.port ?? 0
+        // The cluster's own endpoint, as Kamaji reports it (host:port of its API server).
+        let endpoint = kubeconfig.server.replacingOccurrences(of: "https://", with: "")
         try store.mutate(
             .tenantControlPlanes, namespace: namespace, name: name, subresource: "status", options: .controller("kamaji")
         ) { tcp in
@@ -108,7 +109,7 @@ extension Controllers {
                 "readyReplicas": .int(replicas), "updatedReplicas": .int(replicas), "availableReplicas": .int(replicas),
             ]
             tcp[path: ["status", "kubeconfig", "admin", "secretName"]] = .string(secretName)
-            tcp[path: ["status", "controlPlaneEndpoint"]] = .string("127.0.0.1:\(port)")
+            tcp[path: ["status", "controlPlaneEndpoint"]] = .string(endpoint)
             tcp[path: ["status", "conditions"]] = [
                 [
                     "type": "Ready", "status": "True", "reason": "Ready", "message": "",
@@ -142,10 +143,10 @@ extension Controllers {
         for name in waiting.sorted() { joinNode(namespace: namespace, name: name) }
     }
 
-    func tearDownCluster(_ tcp: JSON) {
+    func tearDownCluster(_ tcp: JSON) async {
         let namespace = tcp.namespace ?? ""
         let name = tcp.name ?? ""
-        simulation.removeWorkload(namespace: namespace, name: name)
+        await simulation.removeWorkload(namespace: namespace, name: name)
         try? FileManager.default.removeItem(atPath: simulation.workloadKubeconfigPath(namespace: namespace, name: name))
         _ = try? store.delete(.secrets, namespace: namespace, name: "\(name)-admin-kubeconfig", options: .controller("kamaji"))
     }

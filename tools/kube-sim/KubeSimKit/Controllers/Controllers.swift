@@ -50,7 +50,7 @@ final class Controllers: Service {
         switch change.resource {
         case .tenantControlPlanes:
             if change.new == nil {
-                group.addTask { self.tearDownCluster(change.old!) }
+                group.addTask { await self.tearDownCluster(change.old!) }
             } else if specChanged {
                 group.addTask { await self.reconcileControlPlane(namespace: namespace, name: name) }
             }

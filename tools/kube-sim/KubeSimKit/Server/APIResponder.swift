@@ -2,11 +2,14 @@ import Foundation
 import Hummingbird
 import NIOCore
 
-/// Answers every HTTP request: picks the cluster from the path, checks the bearer token,
-/// then serves discovery, `/_sim` controls, the update extension, or an object request.
+/// Answers every HTTP request on one listener: the management cluster's (`cluster` nil) or
+/// one workload cluster's. Checks the bearer token, then serves discovery, `/_sim` controls and
+/// the update extension (management only), or an object request.
 struct APIResponder: HTTPResponder {
     typealias Context = BasicRequestContext
     let simulation: Simulation
+    /// The workload cluster this listener serves; nil for the management cluster.
+    let cluster: WorkloadCluster?
 
     static let bodyBytesMax = 8 * 1024 * 1024
 
@@ -14,28 +17,29 @@ struct APIResponder: HTTPResponder {
     struct Target {
         var store: ClusterStore
         var token: String
-        /// `""` for the management cluster, `/clusters/<ns>/<name>` for a workload cluster.
-        var prefix: String
         var version: String
         var isManagement: Bool
+        /// `127.0.0.1:<port>`, as `/api` advertises it.
+        var serverAddress: String
+    }
+
+    private var target: Target {
+        if let cluster {
+            return Target(
+                store: cluster.store, token: cluster.token, version: cluster.version.withLock { $0 }, isManagement: false,
+                serverAddress: cluster.server.replacingOccurrences(of: "https://", with: ""))
+        }
+        return Target(
+            store: simulation.management, token: simulation.managementToken,
+            version: simulation.configuration.managementVersion, isManagement: true,
+            serverAddress: simulation.serverURL.withLock { $0 }.replacingOccurrences(of: "https://", with: ""))
     }
 
     func respond(to request: Request, context: Context) async throws -> Response {
         var request = request
         let query = QueryParameters(request.uri.query)
-        var segments = request.uri.path.split(separator: "/").map(String.init)
-        var target = Target(
-            store: simulation.management, token: simulation.managementToken, prefix: "",
-            version: simulation.configuration.managementVersion, isManagement: true)
-        if segments.first == "clusters" {
-            guard segments.count >= 3, let cluster = simulation.workload(namespace: segments[1], name: segments[2]) else {
-                return .status(APIError.pathNotFound(request.uri.path))
-            }
-            target = Target(
-                store: cluster.store, token: cluster.token, prefix: "/clusters/\(cluster.namespace)/\(cluster.name)",
-                version: cluster.version.withLock { $0 }, isManagement: false)
-            segments.removeFirst(3)
-        }
+        let segments = request.uri.path.split(separator: "/").map(String.init)
+        let target = self.target
         guard authorized(request, token: target.token) else { return .status(.unauthorized()) }
         do {
             let body = try await request.collectBody(upTo: APIResponder.bodyBytesMax)
@@ -93,7 +97,7 @@ struct APIResponder: HTTPResponder {
         case 1:
             switch segments[0] {
             case "version": return Discovery.version(target.version)
-            case "api": return Discovery.coreVersions(serverAddress: simulation.serverURL.withLock { $0 }.replacingOccurrences(of: "https://", with: ""))
+            case "api": return Discovery.coreVersions(serverAddress: target.serverAddress)
             case "apis": return Discovery.groups(catalog)
             default: return nil
             }
@@ -103,7 +107,7 @@ struct APIResponder: HTTPResponder {
             let versions = catalog.groupVersions.filter { $0.group == segments[1] }.map(\.version)
             return versions.isEmpty ? nil : Discovery.group(segments[1], versions: versions)
         case 2 where segments[0] == "openapi" && segments[1] == "v3":
-            return Discovery.openAPIRoot(catalog, prefix: target.prefix)
+            return Discovery.openAPIRoot(catalog)
         case 3 where segments[0] == "apis":
             return Discovery.resourceList(catalog, group: segments[1], version: segments[2])
         case 4 where segments[0] == "openapi" && segments[2] == "api":
