@@ -175,7 +175,17 @@ struct APITests {
             _ = try await http.mergePatch("/api/v1/namespaces/default/configmaps/w1", ["data": ["a": "b"]])
             _ = try await http.delete("/api/v1/namespaces/default/configmaps/w1")
             let reply = try await streamed
-            let events = reply.body.split(whereSeparator: \.isNewline).compactMap { try? JSON.parse(String($0)) }
+            var events = reply.body.split(whereSeparator: \.isNewline).compactMap { try? JSON.parse(String($0)) }
+            // On a loaded machine the writes may outlast the 8 s stream: resume from the last
+            // resourceVersion seen, as a client does, until DELETED arrives (or 60 s pass).
+            let clock = ContinuousClock()
+            let start = clock.now
+            while events.last?["type"]?.stringValue != "DELETED", clock.now - start < .seconds(60),
+                let last = events.last?["object"]?["metadata"]?["resourceVersion"]?.stringValue
+            {
+                let more = try await http.get("/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=2&resourceVersion=\(last)")
+                events += more.body.split(whereSeparator: \.isNewline).compactMap { try? JSON.parse(String($0)) }
+            }
             #expect(events.compactMap { $0["type"]?.stringValue } == ["ADDED", "MODIFIED", "DELETED"])
             #expect(events.allSatisfy { $0["object"]?.name == "w1" })
         }
