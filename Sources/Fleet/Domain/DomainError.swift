@@ -31,6 +31,8 @@ public struct DomainError: Error, Hashable, Sendable, CustomStringConvertible {
         public static var versionSkew: Code { Code(rawValue: "VersionSkew") }
         /// A health-check range that is not `[min-max]` with min ≤ max.
         public static var invalidRange: Code { Code(rawValue: "InvalidRange") }
+        /// A condition status that is not `True`, `False` or `Unknown`.
+        public static var invalidConditionStatus: Code { Code(rawValue: "InvalidConditionStatus") }
     }
 
     public var code: Code

@@ -286,3 +286,209 @@ public enum HealthCheck {
         }
     }
 }
+
+// MARK: - A cluster's health check, as the fleet controller applies it
+
+/// One MachineHealthCheck resolved against the fleet: its rules and the MachineDeployments
+/// whose machines its selector matches (machines carry their deployment's template labels
+/// and `cluster.x-k8s.io/{cluster,deployment}-name`, as CAPI's do).
+public struct MachineHealthCheck: Hashable, Sendable, Codable {
+    public var namespace: String
+    public var name: String
+    public var clusterName: String
+    public var deployments: [String]
+    public var spec: HealthCheckSpec
+
+    public init(namespace: String, name: String, clusterName: String, deployments: [String], spec: HealthCheckSpec) {
+        self.namespace = namespace
+        self.name = name
+        self.clusterName = clusterName
+        self.deployments = deployments.sorted()
+        self.spec = spec
+    }
+}
+
+extension HealthCheckSpec {
+    /// The model of an applied MachineHealthCheck (either API version, already read by Fleet's
+    /// manifests; `apply` refused bad values, so a failure here means a damaged projection).
+    ///
+    /// - Throws: ``DomainError`` naming the condition status or range that does not read.
+    public init(_ desired: DesiredSpec.HealthCheck) throws {
+        let conditions = try desired.unhealthyNodeConditions.map { condition in
+            guard let status = ConditionStatus(rawValue: condition.status) else {
+                throw DomainError(
+                    .invalidConditionStatus, "unhealthy condition \(condition.type): status \"\(condition.status)\" is not True, False or Unknown")
+            }
+            return UnhealthyCondition(type: condition.type, status: status, timeout: condition.timeout)
+        }
+        let trigger =
+            try desired.unhealthyRange.map(RemediationTrigger.range(parsing:)) ?? .unhealthyAtMost(desired.maxUnhealthy ?? .percent(100))
+        self.init(
+            unhealthyNodeConditions: conditions, nodeStartupTimeout: desired.nodeStartupTimeout ?? HealthCheckSpec.defaultNodeStartupTimeout,
+            trigger: trigger)
+    }
+}
+
+/// A per-cluster limit on remediations: at most `maxRemediations` started in any trailing
+/// `windowSeconds` (CAPI has `maxInFlight` on the MachineDeployment and `maxRetry` /
+/// `retryPeriod` on KCP; Capstan bounds a cluster's replacements in time instead, so a
+/// flapping network cannot replace a whole fleet).
+public struct RemediationRateLimit: Hashable, Sendable, Codable {
+    public var maxRemediations: Int
+    public var windowSeconds: Int64
+
+    public init(maxRemediations: Int, windowSeconds: Int64) {
+        self.maxRemediations = maxRemediations
+        self.windowSeconds = windowSeconds
+    }
+
+    /// Three an hour.
+    public static let `default` = RemediationRateLimit(maxRemediations: 3, windowSeconds: 3600)
+}
+
+/// What the health checks decide for one cluster at one instant.
+public struct HealthCheckDecision: Hashable, Sendable, Codable {
+    /// Why nothing at all was judged.
+    public enum NotJudged: String, Hashable, Sendable, Codable {
+        /// `Cluster.spec.paused` (CAPI's MHC reconciler skips a paused cluster).
+        case clusterPaused = "ClusterPaused"
+    }
+
+    public var check: String
+    public var notJudged: NotJudged?
+    /// The evaluator's verdict over the check's machines.
+    public var verdict: HealthCheckVerdict
+    /// Machines to replace now: unhealthy, allowed by the trigger and the rate limit, not
+    /// already being deleted, `remediate-machine` first then newest first (CAPI's
+    /// MachineSet `sortMachinesToRemediate`).
+    public var remediate: [HealthCheckVerdict.Finding]
+    /// Unhealthy and allowed, held back by the per-cluster rate limit.
+    public var rateLimited: [HealthCheckVerdict.Finding]
+    /// Left out by `cluster.x-k8s.io/skip-remediation` or `cluster.x-k8s.io/paused`.
+    public var skipped: [String]
+    /// True when machines are unhealthy and the trigger refuses remediation: the audit's
+    /// `RemediationSkipped` with reason ``HealthCheck/tooManyUnhealthy``.
+    public var shortCircuited: Bool
+    /// When to evaluate again with no new observation (a timeout or the rate-limit window
+    /// running out); nil when only a new observation can change the decision.
+    public var nextEvaluation: Timestamp?
+}
+
+/// The fleet controller's health-check step: a cluster's observed machines against its
+/// MachineHealthChecks, through ``HealthCheck/evaluate(_:targets:controlPlaneInitializedAt:infrastructureReadyAt:now:)``.
+///
+/// Conventions of the observed state it reads (``ClusterSummary``, recorded by
+/// ``conditionChanges(namespace:cluster:machine:previous:node:at:)``): a machine with no
+/// conditions has no Node yet; a `Ready` condition with reason ``nodeNotFoundReason`` means
+/// its Node is gone; phase `Deleting` means it is on its way out.
+public enum HealthChecks {
+    public static let skipRemediationAnnotation = "cluster.x-k8s.io/skip-remediation"
+    public static let remediateMachineAnnotation = "cluster.x-k8s.io/remediate-machine"
+    public static let pausedAnnotation = "cluster.x-k8s.io/paused"
+    /// The reason recorded on `Ready` when a machine's Node disappeared (CAPI's `NodeNotFound`).
+    public static let nodeNotFoundReason = "NodeNotFound"
+    public static let deletingPhase = "Deleting"
+
+    /// Evaluates `check` over `cluster`'s machines at `now`.
+    ///
+    /// - Parameters:
+    ///   - recentRemediations: when this cluster's earlier remediations started (any check);
+    ///     those inside the rate limit's window use up its allowance.
+    ///   - annotations: each machine's annotations where they can be seen (its VirtualMachine).
+    public static func evaluate(
+        cluster: ClusterSummary, check: MachineHealthCheck, now: Timestamp, recentRemediations: [Timestamp],
+        annotations: [String: [String: String]] = [:], rateLimit: RemediationRateLimit = .default
+    ) -> HealthCheckDecision {
+        let covered = cluster.machines.filter { check.deployments.contains($0.deployment) }
+        var skipped: [String] = []
+        var created: [String: Timestamp] = [:]
+        let targets = covered.map { machine -> HealthCheckTarget in
+            let marks = annotations[machine.name] ?? [:]
+            let skip = marks[skipRemediationAnnotation] != nil || marks[pausedAnnotation] != nil
+            if skip { skipped.append(machine.name) }
+            let createdAt = machine.createdNanoseconds.map(Timestamp.init(nanoseconds:)) ?? now
+            created[machine.name] = createdAt
+            return HealthCheckTarget(
+                machine: machine.name, createdAt: createdAt, node: nodeState(machine), hasRemediateAnnotation: marks[remediateMachineAnnotation] != nil,
+                isSkipped: skip, isDeleting: machine.phase == deletingPhase)
+        }
+        let initialized = cluster.controlPlane.initializedNanoseconds.map(Timestamp.init(nanoseconds:))
+        // Kamaji + CAPK: the KubevirtCluster is ready when the control plane's endpoint is, so
+        // CAPI's "infrastructure ready" instant is the control plane's.
+        let verdict = HealthCheck.evaluate(
+            check.spec, targets: targets, controlPlaneInitializedAt: initialized, infrastructureReadyAt: initialized, now: now)
+        guard !cluster.paused else {
+            return HealthCheckDecision(
+                check: check.name, notJudged: .clusterPaused, verdict: verdict, remediate: [], rateLimited: [], skipped: skipped.sorted(),
+                shortCircuited: false, nextEvaluation: nil)
+        }
+        let deleting = Set(targets.filter(\.isDeleting).map(\.machine))
+        let annotated = Set(targets.filter(\.hasRemediateAnnotation).map(\.machine))
+        let candidates = verdict.toRemediate.isEmpty
+            ? []
+            : verdict.unhealthy.filter { !deleting.contains($0.machine) }.sorted { a, b in
+                let (ma, mb) = (annotated.contains(a.machine), annotated.contains(b.machine))
+                if ma != mb { return ma }
+                let (ca, cb) = (created[a.machine]!, created[b.machine]!)
+                return ca != cb ? ca > cb : a.machine < b.machine
+            }
+        let window = Duration.seconds(rateLimit.windowSeconds)
+        let inWindow = recentRemediations.filter { $0 <= now && now.duration(since: $0) < window }.sorted()
+        let room = max(0, rateLimit.maxRemediations - inWindow.count)
+        let remediate = Array(candidates.prefix(room))
+        let rateLimited = Array(candidates.dropFirst(room))
+        var next = verdict.nextEvaluation
+        if !rateLimited.isEmpty, let oldest = inWindow.first {
+            let freed = oldest + window
+            next = min(next ?? freed, freed)
+        }
+        return HealthCheckDecision(
+            check: check.name, notJudged: nil, verdict: verdict, remediate: remediate, rateLimited: rateLimited,
+            skipped: skipped.sorted(), shortCircuited: !verdict.remediationAllowed && !verdict.unhealthy.isEmpty, nextEvaluation: next)
+    }
+
+    static func nodeState(_ machine: ClusterSummary.Machine) -> HealthCheckTarget.NodeState {
+        if machine.conditions["Ready"]?.reason == nodeNotFoundReason { return .missing }
+        if machine.conditions.isEmpty { return .notJoined }
+        return .joined(
+            conditions: machine.conditions.sorted { $0.key < $1.key }.map {
+                NodeCondition(
+                    type: $0.key, status: ConditionStatus(rawValue: $0.value.status) ?? .unknown,
+                    lastTransitionTime: Timestamp(nanoseconds: $0.value.lastTransitionNanoseconds))
+            })
+    }
+
+    /// A Node as an observer read it: its conditions (type → status, reason, last transition).
+    public struct ObservedNode: Hashable, Sendable {
+        public var conditions: [String: ObservedCluster.Condition]
+        public init(conditions: [String: ObservedCluster.Condition]) { self.conditions = conditions }
+    }
+
+    /// The `MachineConditionChanged` events one observation of a machine's Node makes against
+    /// what was recorded (`previous`): one per condition whose status or last transition
+    /// changed, none for an unchanged poll. A Node gone after one was recorded is `Ready`
+    /// `Unknown` with reason ``nodeNotFoundReason``, once.
+    public static func conditionChanges(
+        namespace: String, cluster: String, machine: String, previous: [String: ObservedCluster.Condition], node: ObservedNode?,
+        at: Timestamp
+    ) -> [FleetEvent] {
+        func changed(_ type: String, _ condition: ObservedCluster.Condition) -> FleetEvent {
+            .machineConditionChanged(
+                namespace: namespace, cluster: cluster, machine: machine, type: type, status: condition.status, reason: condition.reason,
+                lastTransitionNanoseconds: condition.lastTransitionNanoseconds, atNanoseconds: at.nanoseconds)
+        }
+        guard let node else {
+            guard !previous.isEmpty, previous["Ready"]?.reason != nodeNotFoundReason else { return [] }
+            return [changed("Ready", .init(status: ConditionStatus.unknown.rawValue, reason: nodeNotFoundReason, lastTransitionNanoseconds: at.nanoseconds))]
+        }
+        return node.conditions.sorted { $0.key < $1.key }.compactMap { type, condition in
+            let before = previous[type]
+            if let before, before.status == condition.status, before.lastTransitionNanoseconds == condition.lastTransitionNanoseconds,
+                before.reason != nodeNotFoundReason
+            {
+                return nil
+            }
+            return changed(type, condition)
+        }
+    }
+}

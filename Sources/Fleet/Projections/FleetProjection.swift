@@ -33,6 +33,8 @@ public struct ObservedCluster: Hashable, Codable, Sendable {
         public var status: String
         public var ready: Bool
         public var sinceNanoseconds: Int64
+        /// First observed ready; kept for ever after (CAPI's `ControlPlaneInitialized`).
+        public var initializedNanoseconds: Int64? = nil
     }
 
     public struct Condition: Hashable, Codable, Sendable {
@@ -47,6 +49,8 @@ public struct ObservedCluster: Hashable, Codable, Sendable {
         public var version: KubernetesVersion?
         public var conditions: [String: Condition]
         public var sinceNanoseconds: Int64
+        /// First observed (by a MachineObserved or a condition).
+        public var createdNanoseconds: Int64? = nil
     }
 
     public var controlPlane: ControlPlane?
@@ -126,10 +130,12 @@ public enum FleetProjection {
         switch event {
         case .controlPlaneObserved(_, _, let version, let status, let ready, let at):
             let since = observed.controlPlane.flatMap { $0.status == status && $0.installedVersion == version ? $0.sinceNanoseconds : nil } ?? at
-            observed.controlPlane = .init(installedVersion: version, status: status, ready: ready, sinceNanoseconds: since)
+            let initialized = observed.controlPlane?.initializedNanoseconds ?? (ready ? at : nil)
+            observed.controlPlane = .init(
+                installedVersion: version, status: status, ready: ready, sinceNanoseconds: since, initializedNanoseconds: initialized)
         case .machineObserved(_, _, let machine, let deployment, let phase, let version, let at):
             var entry = observed.machines[machine]
-                ?? .init(deployment: deployment, phase: phase, version: version, conditions: [:], sinceNanoseconds: at)
+                ?? .init(deployment: deployment, phase: phase, version: version, conditions: [:], sinceNanoseconds: at, createdNanoseconds: at)
             if entry.phase != phase { entry.sinceNanoseconds = at }
             entry.deployment = deployment
             entry.phase = phase
@@ -137,7 +143,7 @@ public enum FleetProjection {
             observed.machines[machine] = entry
         case .machineConditionChanged(_, _, let machine, let type, let status, let reason, let since, let at):
             var entry = observed.machines[machine]
-                ?? .init(deployment: "", phase: "Unknown", version: nil, conditions: [:], sinceNanoseconds: at)
+                ?? .init(deployment: "", phase: "Unknown", version: nil, conditions: [:], sinceNanoseconds: at, createdNanoseconds: at)
             entry.conditions[type] = .init(status: status, reason: reason, lastTransitionNanoseconds: since)
             observed.machines[machine] = entry
         case .machineDeleted(_, _, let machine, _):

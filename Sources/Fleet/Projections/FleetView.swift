@@ -13,6 +13,9 @@ public struct ClusterSummary: Hashable, Codable, Sendable {
         public var status: String?
         public var ready: Bool
         public var replicas: Int?
+        /// When it was first observed ready (CAPI's `ControlPlaneInitialized`): health checks
+        /// judge start-up timeouts and conditions only from then.
+        public var initializedNanoseconds: Int64? = nil
     }
 
     public struct Deployment: Hashable, Codable, Sendable {
@@ -31,6 +34,8 @@ public struct ClusterSummary: Hashable, Codable, Sendable {
         public var phase: String
         public var version: KubernetesVersion?
         public var conditions: [String: ObservedCluster.Condition]
+        /// When it was first observed (the node start-up clock).
+        public var createdNanoseconds: Int64? = nil
     }
 
     public var namespace: String
@@ -77,9 +82,11 @@ public enum FleetView {
             controlPlane.installedVersion = observed.controlPlane?.installedVersion
             controlPlane.status = observed.controlPlane?.status
             controlPlane.ready = observed.controlPlane?.ready ?? false
+            controlPlane.initializedNanoseconds = observed.controlPlane?.initializedNanoseconds
             let machines = observed.machines.sorted { $0.key < $1.key }.map {
                 ClusterSummary.Machine(name: $0.key, deployment: $0.value.deployment, phase: $0.value.phase,
-                                       version: $0.value.version, conditions: $0.value.conditions)
+                                       version: $0.value.version, conditions: $0.value.conditions,
+                                       createdNanoseconds: $0.value.createdNanoseconds)
             }
             var deployments: [ClusterSummary.Deployment] = []
             for (mdKey, md) in objects.sorted(by: { $0.key < $1.key }) where mdKey.kind == "MachineDeployment" && mdKey.namespace == key.namespace {
