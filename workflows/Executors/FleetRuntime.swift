@@ -9,7 +9,7 @@ public enum FleetRuntime {
             WorkflowDefinition(ProvisionMachine.self), WorkflowDefinition(ControlPlaneUpgradeStep.self),
             WorkflowDefinition(DeleteMachine.self), WorkflowDefinition(CreateCluster.self),
             WorkflowDefinition(DeleteCluster.self), WorkflowDefinition(RollingUpdate.self),
-            WorkflowDefinition(InPlaceUpgrade.self),
+            WorkflowDefinition(InPlaceUpgrade.self), WorkflowDefinition(Remediate.self),
         ]
     }
 
