@@ -211,3 +211,86 @@ private func cluster(_ machines: [ClusterSummary.Machine], initialized: Int64? =
         }
     }
 }
+
+// One reconcile step over a cluster's checks, and its audit facts through the real log.
+// Checked by breaking on purpose: recording RemediationSkipped without the `refusing` check
+// fails "a refusal is recorded when it begins, not on every evaluation".
+@Suite struct DomainHealthCheckStepTests {
+    static let limited = HealthCheckSpec(unhealthyNodeConditions: spec.unhealthyNodeConditions, trigger: .unhealthyAtMost(.count(1)))
+
+    @Test("HealthChecks: step: a refusal is recorded when it begins, not on every evaluation, and its end once")
+    func refusalOnce() {
+        let bad = cluster([machine("prod-md-0-1", ready: "False"), machine("prod-md-0-2", ready: "False"), machine("prod-md-0-3")])
+        let first = HealthChecks.step(cluster: bad, checks: [check(Self.limited)], now: at(1000))
+        #expect(first.remediations.isEmpty)
+        guard case .remediationSkipped(_, _, "prod-md-0", "TooManyUnhealthy", let unhealthy, 3, _)? = first.audit.first, first.audit.count == 1
+        else {
+            Issue.record("audit \(first.audit)")
+            return
+        }
+        #expect(unhealthy == ["prod-md-0-1", "prod-md-0-2"])
+        var recorded = bad
+        recorded.shortCircuitedChecks = ["prod-md-0"]
+        #expect(HealthChecks.step(cluster: recorded, checks: [check(Self.limited)], now: at(1030)).audit.isEmpty)
+        var better = cluster([machine("prod-md-0-1", ready: "False"), machine("prod-md-0-2"), machine("prod-md-0-3")])
+        better.shortCircuitedChecks = ["prod-md-0"]
+        let allowed = HealthChecks.step(cluster: better, checks: [check(Self.limited)], now: at(1060))
+        #expect(allowed.audit == [.remediationAllowed(namespace: "default", cluster: "prod", check: "prod-md-0", atNanoseconds: ns(1060))])
+        #expect(allowed.remediations.map(\.workflowID) == ["remediate/default/prod/prod-md-0-1"])
+    }
+
+    @Test("HealthChecks: step: the rate limit spans the cluster's checks and its recorded remediations")
+    func rateAcrossChecks() {
+        var summary = cluster([
+            machine("prod-md-0-1", ready: "False"), machine("prod-md-1-1", ready: "False", deployment: "prod-md-1"),
+        ])
+        let checks = [
+            check(),
+            MachineHealthCheck(namespace: "default", name: "prod-md-1", clusterName: "prod", deployments: ["prod-md-1"], spec: spec),
+        ]
+        let limit = RemediationRateLimit(maxRemediations: 1, windowSeconds: 600)
+        let step = HealthChecks.step(cluster: summary, checks: checks, now: at(1000), rateLimit: limit)
+        #expect(step.remediations.map(\.finding.machine) == ["prod-md-0-1"])
+        #expect(step.remediations.first?.deployment == "prod-md-0")
+        #expect(step.decisions.last?.rateLimited.map(\.machine) == ["prod-md-1-1"])
+        #expect(step.nextEvaluation == at(1600))
+        summary.remediations = [ObservedCluster.Remediation(check: "x", machine: "y", atNanoseconds: ns(900))]
+        #expect(HealthChecks.step(cluster: summary, checks: checks, now: at(1000), rateLimit: limit).remediations.isEmpty)
+    }
+
+    @Test("HealthChecks: audit: decided, skipped and allowed are stored, folded into the projection and the timeline")
+    func recorded() async throws {
+        try await FleetFixtures.withLog("mhc-audit") { log in
+            _ = try await FleetFixtures.apply([("catalog.yaml", FleetFixtures.catalog), ("fleet.yaml", FleetFixtures.fleet())], on: log)
+            let finding = HealthCheckVerdict.Finding(machine: "prod-md-0-2", reason: .unhealthyNode, message: "condition Ready on the Node has been False for more than 5m0s")
+            let remediation = HealthCheckStep.Remediation(
+                check: "prod-md-0", deployment: "prod-md-0", finding: finding,
+                workflowID: HealthChecks.workflowID(namespace: "default", cluster: "prod", machine: "prod-md-0-2"))
+            let before = try #require(try FleetView.clusters(log.reader).first)
+            let events: [FleetEvent] = [
+                .remediationSkipped(namespace: "default", cluster: "prod", check: "prod-md-0", reason: "TooManyUnhealthy",
+                                    unhealthy: ["prod-md-0-1", "prod-md-0-2"], expected: 3, atNanoseconds: ns(10)),
+                .remediationAllowed(namespace: "default", cluster: "prod", check: "prod-md-0", atNanoseconds: ns(20)),
+                HealthChecks.decided(remediation, cluster: before, at: at(30)),
+            ]
+            // Stored and read back unchanged.
+            for event in events {
+                let proposed = event.proposedEvent(actor: "controller")
+                #expect(try FleetEvent.decode(type: proposed.type, schemaVersion: 1, payload: proposed.payload) == event)
+            }
+            _ = try await FleetRecorder.recordObserved(Array(events.prefix(1)), actor: "controller", to: log)
+            #expect(try FleetView.clusters(log.reader).first?.shortCircuitedChecks == ["prod-md-0"])
+            _ = try await FleetRecorder.recordObserved(Array(events.dropFirst()), actor: "controller", to: log)
+            let after = try #require(try FleetView.clusters(log.reader).first)
+            #expect(after.shortCircuitedChecks == nil)
+            #expect(after.remediations == [ObservedCluster.Remediation(check: "prod-md-0", machine: "prod-md-0-2", atNanoseconds: ns(30))])
+            let timeline = try FleetView.audit(log.reader, namespace: "default", cluster: "prod").filter { $0.event.hasPrefix("Remediation") }
+            #expect(timeline.map(\.event) == ["RemediationSkipped", "RemediationAllowed", "RemediationDecided"])
+            #expect(timeline.first?.summary == "MachineHealthCheck prod-md-0: remediation skipped, TooManyUnhealthy: 2 of 3 unhealthy (prod-md-0-1, prod-md-0-2)")
+            #expect(timeline.last?.summary.hasSuffix("replaced by remediate/default/prod/prod-md-0-2") == true)
+            #expect(timeline.allSatisfy { $0.actor == "controller" })
+            // The projection is what a fold of the log gives.
+            #expect(try FleetProjection.rebuild(log.reader) == (try FleetProjection.stored(log.reader)))
+        }
+    }
+}

@@ -13,7 +13,8 @@ import Foundation
 //                                       with its exact expected revision, so two appliers never
 //                                       interleave)
 //   fleet/cluster/<namespace>/<name>    observed facts the workflows record: ControlPlaneObserved,
-//                                       MachineObserved, MachineConditionChanged, MachineDeleted
+//                                       MachineObserved, MachineConditionChanged, MachineDeleted,
+//                                       RemediationDecided, RemediationSkipped, RemediationAllowed
 
 /// Who recorded a change and from what: the user and host that ran `apply`, the file and
 /// its SHA-256, and the applier's clock (the projection uses this time, not the commit's,
@@ -60,6 +61,12 @@ public enum FleetEvent: Hashable, Sendable {
     case machineConditionChanged(namespace: String, cluster: String, machine: String, type: String, status: String, reason: String?, lastTransitionNanoseconds: Int64, atNanoseconds: Int64)
     /// A machine is gone (its VM and Node deleted).
     case machineDeleted(namespace: String, cluster: String, machine: String, atNanoseconds: Int64)
+    /// A health check judged a machine unhealthy and its replacement was started (the Remediate workflow).
+    case remediationDecided(namespace: String, cluster: String, check: String, machine: String, reason: String, message: String, workflowID: String, atNanoseconds: Int64)
+    /// A health check refused to remediate (`TooManyUnhealthy`): recorded when the refusal begins, not on every evaluation.
+    case remediationSkipped(namespace: String, cluster: String, check: String, reason: String, unhealthy: [String], expected: Int, atNanoseconds: Int64)
+    /// A health check that had refused allows remediation again.
+    case remediationAllowed(namespace: String, cluster: String, check: String, atNanoseconds: Int64)
 
     public static let desiredStreamPrefix = "fleet/desired/"
     public static let clusterStreamPrefix = "fleet/cluster/"
@@ -78,7 +85,10 @@ public enum FleetEvent: Hashable, Sendable {
         case .controlPlaneObserved(let namespace, let cluster, _, _, _, _),
             .machineObserved(let namespace, let cluster, _, _, _, _, _),
             .machineConditionChanged(let namespace, let cluster, _, _, _, _, _, _),
-            .machineDeleted(let namespace, let cluster, _, _):
+            .machineDeleted(let namespace, let cluster, _, _),
+            .remediationDecided(let namespace, let cluster, _, _, _, _, _, _),
+            .remediationSkipped(let namespace, let cluster, _, _, _, _, _),
+            .remediationAllowed(let namespace, let cluster, _, _):
             Self.clusterStream(namespace: namespace, cluster: cluster)
         }
     }
@@ -104,6 +114,11 @@ public enum FleetEvent: Hashable, Sendable {
         var reason: String?
         var lastTransitionNanoseconds: Int64?
         var atNanoseconds: Int64?
+        var check: String?
+        var message: String?
+        var workflowID: String?
+        var machines: [String]?
+        var expected: Int?
     }
 
     var typeName: String {
@@ -115,6 +130,9 @@ public enum FleetEvent: Hashable, Sendable {
         case .machineObserved: "MachineObserved"
         case .machineConditionChanged: "MachineConditionChanged"
         case .machineDeleted: "MachineDeleted"
+        case .remediationDecided: "RemediationDecided"
+        case .remediationSkipped: "RemediationSkipped"
+        case .remediationAllowed: "RemediationAllowed"
         }
     }
 
@@ -137,6 +155,14 @@ public enum FleetEvent: Hashable, Sendable {
                    lastTransitionNanoseconds: since, atNanoseconds: at)
         case .machineDeleted(let namespace, let cluster, let machine, let at):
             Fields(namespace: namespace, cluster: cluster, machine: machine, atNanoseconds: at)
+        case .remediationDecided(let namespace, let cluster, let check, let machine, let reason, let message, let workflowID, let at):
+            Fields(namespace: namespace, cluster: cluster, machine: machine, reason: reason, atNanoseconds: at, check: check,
+                   message: message, workflowID: workflowID)
+        case .remediationSkipped(let namespace, let cluster, let check, let reason, let unhealthy, let expected, let at):
+            Fields(namespace: namespace, cluster: cluster, reason: reason, atNanoseconds: at, check: check, machines: unhealthy,
+                   expected: expected)
+        case .remediationAllowed(let namespace, let cluster, let check, let at):
+            Fields(namespace: namespace, cluster: cluster, atNanoseconds: at, check: check)
         }
     }
 
@@ -163,7 +189,8 @@ public enum FleetEvent: Hashable, Sendable {
     /// - Throws: ``ManifestError`` `.invalidValue` naming the position when the payload is damaged.
     public static func decode(type: String, schemaVersion: UInt16, payload: [UInt8], position: LogPosition? = nil) throws -> FleetEvent? {
         let known = ["DesiredObjectApplied", "DesiredObjectDeleted", "ClusterUpgradeRequested", "ControlPlaneObserved",
-                     "MachineObserved", "MachineConditionChanged", "MachineDeleted"]
+                     "MachineObserved", "MachineConditionChanged", "MachineDeleted", "RemediationDecided", "RemediationSkipped",
+                     "RemediationAllowed"]
         guard known.contains(type) else { return nil }
         let context = "fleet event \(type) at position \(position.map { "\($0)" } ?? "?")"
         guard schemaVersion == 1 else { throw decodeError(context, "unknown schema version \(schemaVersion)") }
@@ -198,6 +225,18 @@ public enum FleetEvent: Hashable, Sendable {
                                             machine: try need(f.machine, "machine"), type: try need(f.type, "type"),
                                             status: f.status ?? "Unknown", reason: f.reason,
                                             lastTransitionNanoseconds: f.lastTransitionNanoseconds ?? 0, atNanoseconds: f.atNanoseconds ?? 0)
+        case "RemediationDecided":
+            return .remediationDecided(namespace: f.namespace, cluster: try need(f.cluster, "cluster"), check: try need(f.check, "check"),
+                                       machine: try need(f.machine, "machine"), reason: try need(f.reason, "reason"),
+                                       message: f.message ?? "", workflowID: try need(f.workflowID, "workflowID"),
+                                       atNanoseconds: f.atNanoseconds ?? 0)
+        case "RemediationSkipped":
+            return .remediationSkipped(namespace: f.namespace, cluster: try need(f.cluster, "cluster"), check: try need(f.check, "check"),
+                                       reason: try need(f.reason, "reason"), unhealthy: f.machines ?? [], expected: f.expected ?? 0,
+                                       atNanoseconds: f.atNanoseconds ?? 0)
+        case "RemediationAllowed":
+            return .remediationAllowed(namespace: f.namespace, cluster: try need(f.cluster, "cluster"), check: try need(f.check, "check"),
+                                       atNanoseconds: f.atNanoseconds ?? 0)
         default:
             return .machineDeleted(namespace: f.namespace, cluster: try need(f.cluster, "cluster"), machine: try need(f.machine, "machine"),
                                    atNanoseconds: f.atNanoseconds ?? 0)

@@ -492,3 +492,80 @@ public enum HealthChecks {
         }
     }
 }
+
+// MARK: - One reconcile step over all of a cluster's checks
+
+/// What the health checks of one cluster decide at one instant, and what to record.
+public struct HealthCheckStep: Hashable, Sendable {
+    public struct Remediation: Hashable, Sendable {
+        public var check: String
+        public var deployment: String
+        public var finding: HealthCheckVerdict.Finding
+        /// The Remediate workflow's id: one per machine for ever (machine names are never reused).
+        public var workflowID: String
+    }
+
+    public var decisions: [HealthCheckDecision]
+    /// Machines to replace now, in order, within the rate limit across all checks.
+    public var remediations: [Remediation]
+    /// `RemediationSkipped` when a check's refusal begins, `RemediationAllowed` when it ends.
+    public var audit: [FleetEvent]
+    public var nextEvaluation: Timestamp?
+}
+
+extension HealthChecks {
+    /// The Remediate workflow id for `machine`.
+    public static func workflowID(namespace: String, cluster: String, machine: String) -> String {
+        "remediate/\(namespace)/\(cluster)/\(machine)"
+    }
+
+    /// Evaluates every check of `cluster` (as ``FleetView/healthChecks(_:namespace:cluster:)``
+    /// returns them) at `now`. The rate limit counts the cluster's recorded remediations and
+    /// those this step decides; the audit events compare with the refusals already recorded.
+    public static func step(
+        cluster: ClusterSummary, checks: [MachineHealthCheck], now: Timestamp, annotations: [String: [String: String]] = [:],
+        rateLimit: RemediationRateLimit = .default
+    ) -> HealthCheckStep {
+        var recent = (cluster.remediations ?? []).map { Timestamp(nanoseconds: $0.atNanoseconds) }
+        let refusing = Set(cluster.shortCircuitedChecks ?? [])
+        var decisions: [HealthCheckDecision] = []
+        var remediations: [HealthCheckStep.Remediation] = []
+        var audit: [FleetEvent] = []
+        var chosen = Set<String>()
+        for check in checks.sorted(by: { $0.name < $1.name }) {
+            let decision = evaluate(
+                cluster: cluster, check: check, now: now, recentRemediations: recent, annotations: annotations, rateLimit: rateLimit)
+            decisions.append(decision)
+            let deployments = Dictionary(cluster.machines.map { ($0.name, $0.deployment) }, uniquingKeysWith: { first, _ in first })
+            for finding in decision.remediate where !chosen.contains(finding.machine) {
+                chosen.insert(finding.machine)
+                recent.append(now)
+                remediations.append(
+                    .init(
+                        check: check.name, deployment: deployments[finding.machine] ?? "", finding: finding,
+                        workflowID: workflowID(namespace: cluster.namespace, cluster: cluster.name, machine: finding.machine)))
+            }
+            guard decision.notJudged == nil else { continue }
+            if decision.shortCircuited, !refusing.contains(check.name) {
+                audit.append(
+                    .remediationSkipped(
+                        namespace: cluster.namespace, cluster: cluster.name, check: check.name,
+                        reason: decision.verdict.shortCircuitReason ?? HealthCheck.tooManyUnhealthy,
+                        unhealthy: decision.verdict.unhealthy.map(\.machine), expected: decision.verdict.expected,
+                        atNanoseconds: now.nanoseconds))
+            } else if !decision.shortCircuited, refusing.contains(check.name) {
+                audit.append(.remediationAllowed(namespace: cluster.namespace, cluster: cluster.name, check: check.name, atNanoseconds: now.nanoseconds))
+            }
+        }
+        let next = decisions.compactMap(\.nextEvaluation).min()
+        return HealthCheckStep(decisions: decisions, remediations: remediations, audit: audit, nextEvaluation: next)
+    }
+
+    /// The audit fact for a remediation once its workflow was started.
+    public static func decided(_ remediation: HealthCheckStep.Remediation, cluster: ClusterSummary, at: Timestamp) -> FleetEvent {
+        .remediationDecided(
+            namespace: cluster.namespace, cluster: cluster.name, check: remediation.check, machine: remediation.finding.machine,
+            reason: remediation.finding.reason.rawValue, message: remediation.finding.message, workflowID: remediation.workflowID,
+            atNanoseconds: at.nanoseconds)
+    }
+}

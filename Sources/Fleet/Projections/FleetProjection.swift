@@ -53,8 +53,21 @@ public struct ObservedCluster: Hashable, Codable, Sendable {
         public var createdNanoseconds: Int64? = nil
     }
 
+    /// One remediation started (kept: the last ``remediationsKept``, enough for the rate limit).
+    public struct Remediation: Hashable, Codable, Sendable {
+        public var check: String
+        public var machine: String
+        public var atNanoseconds: Int64
+    }
+
     public var controlPlane: ControlPlane?
     public var machines: [String: Machine] = [:]
+    /// Remediations started, oldest first.
+    public var remediations: [Remediation]? = nil
+    /// Health checks refusing remediation now (`TooManyUnhealthy` recorded, not yet allowed again).
+    public var shortCircuited: [String]? = nil
+
+    public static let remediationsKept = 32
 }
 
 /// One line of a cluster's audit timeline: what changed, by whom, when.
@@ -109,7 +122,10 @@ public enum FleetProjection {
             case .controlPlaneObserved(let namespace, let cluster, _, _, _, let at),
                 .machineObserved(let namespace, let cluster, _, _, _, _, let at),
                 .machineConditionChanged(let namespace, let cluster, _, _, _, _, _, let at),
-                .machineDeleted(let namespace, let cluster, _, let at):
+                .machineDeleted(let namespace, let cluster, _, let at),
+                .remediationDecided(let namespace, let cluster, _, _, _, _, _, let at),
+                .remediationSkipped(let namespace, let cluster, _, _, _, _, let at),
+                .remediationAllowed(let namespace, let cluster, _, let at):
                 let key = FleetStateKey.observed(namespace, cluster)
                 var observed = ObservedCluster()
                 if let bytes = try current(key) {
@@ -148,6 +164,15 @@ public enum FleetProjection {
             observed.machines[machine] = entry
         case .machineDeleted(_, _, let machine, _):
             observed.machines[machine] = nil
+        case .remediationDecided(_, _, let check, let machine, _, _, _, let at):
+            var recent = observed.remediations ?? []
+            recent.append(.init(check: check, machine: machine, atNanoseconds: at))
+            observed.remediations = Array(recent.suffix(ObservedCluster.remediationsKept))
+        case .remediationSkipped(_, _, let check, _, _, _, _):
+            observed.shortCircuited = (Set(observed.shortCircuited ?? []).union([check])).sorted()
+        case .remediationAllowed(_, _, let check, _):
+            let remaining = (observed.shortCircuited ?? []).filter { $0 != check }
+            observed.shortCircuited = remaining.isEmpty ? nil : remaining
         default:
             break
         }
@@ -185,6 +210,17 @@ public enum FleetProjection {
                               summary: "machine \(machine) \(type)=\(status)\(reason.map { " (\($0))" } ?? "")", actor: actor)
         case .machineDeleted(_, _, let machine, let at):
             return AuditEntry(atNanoseconds: at, event: event.typeName, summary: "machine \(machine) deleted", actor: actor)
+        case .remediationDecided(_, _, let check, let machine, let reason, let message, let workflowID, let at):
+            return AuditEntry(atNanoseconds: at, event: event.typeName,
+                              summary: "MachineHealthCheck \(check): machine \(machine) \(reason) (\(message)): replaced by \(workflowID)",
+                              actor: actor)
+        case .remediationSkipped(_, _, let check, let reason, let unhealthy, let expected, let at):
+            return AuditEntry(atNanoseconds: at, event: event.typeName,
+                              summary: "MachineHealthCheck \(check): remediation skipped, \(reason): \(unhealthy.count) of \(expected) unhealthy (\(unhealthy.joined(separator: ", ")))",
+                              actor: actor)
+        case .remediationAllowed(_, _, let check, let at):
+            return AuditEntry(atNanoseconds: at, event: event.typeName, summary: "MachineHealthCheck \(check): remediation allowed again",
+                              actor: actor)
         }
     }
 

@@ -45,6 +45,10 @@ public struct ClusterSummary: Hashable, Codable, Sendable {
     public var controlPlane: ControlPlane
     public var deployments: [Deployment]
     public var machines: [Machine]
+    /// Remediations started in this cluster, oldest first (the health checks' rate limit).
+    public var remediations: [ObservedCluster.Remediation]? = nil
+    /// Health checks refusing remediation now (`TooManyUnhealthy`).
+    public var shortCircuitedChecks: [String]? = nil
 }
 
 /// Reads the fleet from the projections (no engine needed).
@@ -100,7 +104,8 @@ public enum FleetView {
             }
             summaries.append(ClusterSummary(
                 namespace: key.namespace, name: key.name, paused: cluster.paused, versionCatalog: cluster.versionCatalog,
-                controlPlane: controlPlane, deployments: deployments, machines: machines))
+                controlPlane: controlPlane, deployments: deployments, machines: machines, remediations: observed.remediations,
+                shortCircuitedChecks: observed.shortCircuited))
         }
         return summaries
     }
