@@ -53,8 +53,8 @@ extension Log {
                     source: source, target: target, events: report.eventsChecked, lastPosition: report.lastPosition.rawValue,
                     bytesSource: dataFileBytes(source), bytesCopy: dataFileBytes(target), verified: report.isClean)
                 switch options.output {
-                case .json: try printJSON(summary)
-                case .text:
+                case .json, .yaml: try printStructured(summary, format: options.output)
+                case .text, .wide, .name:
                     print(
                         "backed up \(grouped(summary.events)) events (positions 1...\(summary.lastPosition)) "
                             + "from \(source) to \(target)")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct Capstan: AsyncParsableCommand {
@@ -19,10 +20,31 @@ struct Capstan: AsyncParsableCommand {
             Set CAPSTAN_LOG_LEVEL=info (or debug) to see the log library's own messages on \
             standard error.
 
-            Exit codes: 0 success; 1 `log verify` found damage; 2 the command could not run \
-            (missing or unreadable data directory, I/O error); 64 invalid command line.
+            Exit codes: 0 success; 1 failure (the command could not run, refused input, `log verify` \
+            found damage); 2 invalid command line (with a usage message).
             """,
         version: "0.1.0",
-        subcommands: [Apply.self, Delete.self, Get.self, Upgrade.self, Demo.self, Log.self, Serve.self]
+        subcommands: [
+            Apply.self, Delete.self, Get.self, WorkflowCommand.self, Upgrade.self, Demo.self, Log.self, Serve.self,
+        ]
     )
+
+    /// ArgumentParser's `main`, with its usage errors (exit code 64) mapped to 2, the
+    /// convention of kubectl and POSIX utilities that the help documents.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(ExitCodes.usage.rawValue)
+            }
+            exit(withError: error)
+        }
+    }
 }

@@ -62,8 +62,8 @@ extension Log {
                 try sink.close()
                 guard let outputFile else { return }
                 switch options.output {
-                case .json: try printJSON(summary)
-                case .text:
+                case .json, .yaml: try printStructured(summary, format: options.output)
+                case .text, .wide, .name:
                     let range = summary.firstPosition.map { " (positions \($0)...\(summary.lastPosition ?? $0))" } ?? ""
                     print("exported \(grouped(summary.events)) events\(range) to \(outputFile)")
                 }

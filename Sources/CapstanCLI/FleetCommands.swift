@@ -3,7 +3,7 @@ import EventLog
 import Fleet
 import Foundation
 
-// `capstan apply`, `delete`, `upgrade` and `get clusters`: desired state in, the fleet out.
+// `capstan apply`, `delete` and `upgrade`: desired state in (the queries are in GetCommands.swift).
 // Writes go to the main log directly when its writer lock is free, else through the inbox
 // to the running `capstan serve` (FleetInbox), which records the same events.
 
@@ -268,56 +268,6 @@ struct Upgrade: AsyncParsableCommand {
             try await perform(
                 FleetOperation(.upgrade(namespace: namespace, cluster: name, version: target), source: changeSource()),
                 common: common, dryRun: dryRun)
-        }
-    }
-}
-
-struct Get: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Show the fleet.",
-        subcommands: [Clusters.self])
-
-    struct Clusters: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Show each cluster: desired and installed control-plane version, workers and machines.",
-            discussion: "Reads the log's projections directly, whether or not `capstan serve` runs.")
-
-        @Option(help: ArgumentHelp("Only this namespace.", valueName: "namespace"))
-        var namespace: String?
-
-        @OptionGroup var common: CommonOptions
-
-        func run() async throws {
-            try await reportingFailures {
-                let reader = try openReader(common.dataDirectory)
-                let clusters = try FleetView.clusters(reader, namespace: namespace)
-                if common.output == .json {
-                    try printJSON(clusters)
-                    return
-                }
-                var rows = [["NAMESPACE", "NAME", "DESIRED", "INSTALLED", "CONTROL PLANE", "WORKERS", "WORKER VERSIONS"]]
-                for cluster in clusters {
-                    let desired = cluster.deployments.reduce(0) { $0 + $1.replicas }
-                    let ready = cluster.deployments.reduce(0) { $0 + $1.readyMachines }
-                    var versions: [String: Int] = [:]
-                    for deployment in cluster.deployments { versions.merge(deployment.versions, uniquingKeysWith: +) }
-                    rows.append([
-                        cluster.namespace, cluster.name, cluster.controlPlane.desiredVersion?.description ?? "-",
-                        cluster.controlPlane.installedVersion?.description ?? "-",
-                        cluster.controlPlane.status ?? "NotObserved", "\(ready)/\(desired)",
-                        versions.isEmpty ? "-" : versions.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " "),
-                    ])
-                }
-                if clusters.isEmpty {
-                    print("No clusters applied in \(common.dataDirectory).")
-                    return
-                }
-                let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
-                for row in rows {
-                    print(row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
-                        .joined(separator: "   ").trimmingCharacters(in: .whitespaces))
-                }
-            }
         }
     }
 }

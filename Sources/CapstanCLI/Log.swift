@@ -54,8 +54,8 @@ extension Log {
             try await reportingFailures {
                 let report = try verifyLog(options.dataDirectory)
                 switch options.output {
-                case .json: try printJSON(VerifyOutput(report))
-                case .text: printVerifyReport(report)
+                case .json, .yaml: try printStructured(VerifyOutput(report), format: options.output)
+                case .text, .wide, .name: printVerifyReport(report)
                 }
                 if !report.isClean { throw ExitCodes.damage }
             }
@@ -84,8 +84,8 @@ extension Log {
                 let directory = options.dataDirectory
                 let stats = StatsOutput(try openReader(directory).stats(), directory: directory)
                 switch options.output {
-                case .json: try printJSON(stats)
-                case .text: printStats(stats)
+                case .json, .yaml: try printStructured(stats, format: options.output)
+                case .text, .wide, .name: printStats(stats)
                 }
             }
         }

@@ -117,8 +117,8 @@ struct LogDemo: AsyncParsableCommand {
                 commitLatencyP99Milliseconds: sorted.percentile(0.99).seconds * 1000,
                 eventsReadBack: readBack, readSeconds: readTime.seconds, verified: report.isClean, stats: stats)
             switch options.output {
-            case .json: try printJSON(summary)
-            case .text: printSummary(summary, report: report)
+            case .json, .yaml: try printStructured(summary, format: options.output)
+            case .text, .wide, .name: printSummary(summary, report: report)
             }
             if !report.isClean { throw ExitCodes.damage }
         }

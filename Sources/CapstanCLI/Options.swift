@@ -2,10 +2,18 @@ import ArgumentParser
 import Foundation
 import Logging
 
-/// How a command prints its result.
+/// How a command prints its result: one option for every command (`-o`).
+///
+/// `text` is the table (or report) for people; `wide` the table with more columns; `name`
+/// one `kind/name` a line; `json` and `yaml` the whole answer for scripts. The query
+/// commands (get, describe, history, workflow) take all five; apply, log and the others
+/// know text and json and print text for the rest.
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable, Sendable {
     case text
     case json
+    case yaml
+    case wide
+    case name
 }
 
 /// The options every command shares: where the log is, and how to print.
@@ -20,7 +28,7 @@ struct CommonOptions: ParsableArguments {
 
     @Option(
         name: [.customShort("o"), .long],
-        help: ArgumentHelp("Output format: text for people, json for scripts.", valueName: "format"))
+        help: ArgumentHelp("Output format: text (a table) or wide for people; json, yaml or name for scripts.", valueName: "format"))
     var output: OutputFormat = .text
 
     /// The data directory after defaults: the flag, then `CAPSTAN_DATA_DIR`, then `./capstan-data`.
@@ -33,28 +41,32 @@ struct CommonOptions: ParsableArguments {
     }
 }
 
-/// A failure the command explains itself: printed as `error: …` and exit code 2.
+/// A failure the command explains itself: printed as `error: …` and exit code 1.
 struct CommandFailure: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
 }
 
-/// Documented exit codes (see `capstan --help`).
+/// Documented exit codes (see `capstan --help`): 0 ok, 1 failure, 2 usage.
 enum ExitCodes {
-    /// `log verify` found damage.
+    /// `log verify` found damage (a failure like any other).
     static let damage = ExitCode(1)
-    /// The command could not run: missing data directory, not a log, I/O error.
-    static let failure = ExitCode(2)
+    /// The command could not run: missing data directory, not a log, I/O error, refused input.
+    static let failure = ExitCode(1)
+    /// The command line is wrong (ArgumentParser's usage errors are mapped to it in `Capstan.main`).
+    static let usage = ExitCode(2)
 }
 
 /// Runs `body`, turning any error other than an exit code into `error: …` on standard
-/// error and exit code 2, so that exit code 1 keeps meaning "damage found".
+/// error and exit code 1.
 func reportingFailures(_ body: () async throws -> Void) async throws {
     _ = loggingBootstrap
     do {
         try await body()
     } catch let exit as ExitCode {
         throw exit
+    } catch let usage as ValidationError {
+        throw usage
     } catch {
         printError("error: \(error)")
         throw ExitCodes.failure

@@ -58,3 +58,65 @@ private func civilDate(daysSinceEpoch: Int64) -> (Int64, Int64, Int64) {
     let month = mp < 10 ? mp + 3 : mp - 9
     return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
 }
+
+/// Parses an RFC 3339 time (`2026-11-23T08:00:00Z`, `2026-11-23T08:00:00.5+01:00`; `t`, `z` and
+/// a space for `T` accepted) as nanoseconds since the Unix epoch; nil when it is not one.
+public func parseRFC3339(_ text: String) -> Int64? {
+    let bytes = Array(text.utf8)
+    var index = 0
+    func number(_ width: Int) -> Int64? {
+        guard index + width <= bytes.count else { return nil }
+        var value: Int64 = 0
+        for byte in bytes[index..<(index + width)] {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            value = value * 10 + Int64(byte - UInt8(ascii: "0"))
+        }
+        index += width
+        return value
+    }
+    func expect(_ characters: String) -> Bool {
+        guard index < bytes.count, characters.utf8.contains(bytes[index]) else { return false }
+        index += 1
+        return true
+    }
+    guard let year = number(4), expect("-"), let month = number(2), expect("-"), let day = number(2),
+        expect("Tt "), let hour = number(2), expect(":"), let minute = number(2), expect(":"), let second = number(2),
+        (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
+    else { return nil }
+    var fraction: Int64 = 0
+    if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+        index += 1
+        var digits = 0
+        while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") {
+            if digits < 9 { fraction = fraction * 10 + Int64(bytes[index] - UInt8(ascii: "0")) }
+            digits += 1
+            index += 1
+        }
+        guard digits > 0 else { return nil }
+        for _ in digits..<max(digits, 9) { fraction *= 10 }
+    }
+    var offsetSeconds: Int64 = 0
+    if expect("Zz") {
+    } else if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
+        let sign: Int64 = bytes[index] == UInt8(ascii: "-") ? -1 : 1
+        index += 1
+        guard let hours = number(2), expect(":"), let minutes = number(2), hours < 24, minutes < 60 else { return nil }
+        offsetSeconds = sign * (hours * 3600 + minutes * 60)
+    } else {
+        return nil
+    }
+    guard index == bytes.count else { return nil }
+    let days = daysFromCivil(year: year, month: month, day: day)
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
+    return seconds * 1_000_000_000 + fraction
+}
+
+/// Howard Hinnant's days-from-civil algorithm (the inverse of `civilDate`).
+private func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
+    let y = month <= 2 ? year - 1 : year
+    let era = (y >= 0 ? y : y - 399) / 400
+    let yearOfEra = y - era * 400
+    let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+    let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+    return era * 146_097 + dayOfEra - 719_468
+}

@@ -63,6 +63,8 @@ public struct WorkflowStatusReport: Sendable, Equatable {
     public var view: WorkflowView
     /// The progress view the workflow's type defines (``Workflow/progress(_:)``), as JSON.
     public var progress: String?
+    /// The decider's state as JSON (the workflow type's `State`).
+    public var deciderState: [UInt8]
 
     /// Decodes an `engine/run/…` or `engine/done/…` entry of the state database.
     ///
@@ -72,6 +74,7 @@ public struct WorkflowStatusReport: Sendable, Equatable {
         record = decoded.record
         view = decoded.view
         progress = decoded.progress
+        deciderState = decoded.state
     }
 
     /// The progress view as `T`.

@@ -41,6 +41,10 @@ public struct DesiredObject: Hashable, Codable, Sendable {
     }
 
     var annotations: [String: ManifestValue] { object.value(at: "metadata.annotations")?.objectValue ?? [:] }
+    /// `metadata.labels` (string values only, as Kubernetes allows).
+    public var labels: [String: String] {
+        (object.value(at: "metadata.labels")?.objectValue ?? [:]).compactMapValues(\.stringValue)
+    }
     func spec(_ path: String) -> ManifestValue? { object.value(at: "spec." + path) }
 }
 

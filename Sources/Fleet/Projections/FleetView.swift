@@ -20,6 +20,8 @@ public struct ClusterSummary: Hashable, Codable, Sendable {
 
     public struct Deployment: Hashable, Codable, Sendable {
         public var name: String
+        /// The MachineDeployment's `metadata.labels`.
+        public var labels: [String: String] = [:]
         public var desiredVersion: KubernetesVersion?
         public var replicas: Int
         /// Observed machines by version (`v1.33.4` → 3).
@@ -40,6 +42,8 @@ public struct ClusterSummary: Hashable, Codable, Sendable {
 
     public var namespace: String
     public var name: String
+    /// The Cluster's `metadata.labels`.
+    public var labels: [String: String] = [:]
     public var paused: Bool
     public var versionCatalog: String
     public var controlPlane: ControlPlane
@@ -57,9 +61,16 @@ public enum FleetView {
     ///
     /// - Throws: reader errors; a projection that does not decode.
     public static func clusters(_ reader: EventLogReader, namespace: String? = nil) throws -> [ClusterSummary] {
+        try clusters(ProjectionState(reader: reader), namespace: namespace)
+    }
+
+    /// Every applied cluster in `state`, sorted by namespace and name.
+    ///
+    /// - Throws: what `state` throws; a projection that does not decode.
+    public static func clusters(_ state: ProjectionState, namespace: String? = nil) throws -> [ClusterSummary] {
         let prefix = FleetStateKey.objectPrefix + (namespace.map { $0 + "/" } ?? "")
         var objects: [ObjectKey: DesiredObject] = [:]
-        for (_, value) in try reader.stateEntries(withPrefix: prefix) {
+        for (_, value) in try state.entries(prefix) {
             let object = try JSONDecoder().decode(DesiredObject.self, from: Data(value))
             objects[object.key] = object
         }
@@ -75,12 +86,12 @@ public enum FleetView {
                 controlPlane.appliedVersion = spec.version
                 controlPlane.replicas = spec.replicas
             }
-            if let bytes = try reader.state(forKey: FleetStateKey.requested(key.namespace, key.name)) {
+            if let bytes = try state.value(FleetStateKey.requested(key.namespace, key.name)) {
                 controlPlane.requestedVersion = try JSONDecoder().decode(RequestedUpgrade.self, from: Data(bytes)).version
             }
             controlPlane.desiredVersion = [controlPlane.appliedVersion, controlPlane.requestedVersion].compactMap { $0 }.max()
             var observed = ObservedCluster()
-            if let bytes = try reader.state(forKey: FleetStateKey.observed(key.namespace, key.name)) {
+            if let bytes = try state.value(FleetStateKey.observed(key.namespace, key.name)) {
                 observed = try JSONDecoder().decode(ObservedCluster.self, from: Data(bytes))
             }
             controlPlane.installedVersion = observed.controlPlane?.installedVersion
@@ -99,13 +110,13 @@ public enum FleetView {
                 var versions: [String: Int] = [:]
                 for machine in own { versions[machine.version.map(\.description) ?? "unknown", default: 0] += 1 }
                 let ready = own.filter { $0.conditions["Ready"]?.status == "True" }.count
-                deployments.append(.init(name: mdKey.name, desiredVersion: spec.version, replicas: spec.replicas,
+                deployments.append(.init(name: mdKey.name, labels: md.labels, desiredVersion: spec.version, replicas: spec.replicas,
                                          versions: versions, machines: own.count, readyMachines: ready))
             }
             summaries.append(ClusterSummary(
-                namespace: key.namespace, name: key.name, paused: cluster.paused, versionCatalog: cluster.versionCatalog,
-                controlPlane: controlPlane, deployments: deployments, machines: machines, remediations: observed.remediations,
-                shortCircuitedChecks: observed.shortCircuited))
+                namespace: key.namespace, name: key.name, labels: object.labels, paused: cluster.paused,
+                versionCatalog: cluster.versionCatalog, controlPlane: controlPlane, deployments: deployments, machines: machines,
+                remediations: observed.remediations, shortCircuitedChecks: observed.shortCircuited))
         }
         return summaries
     }
@@ -114,7 +125,14 @@ public enum FleetView {
     ///
     /// - Throws: reader errors; an entry that does not decode.
     public static func audit(_ reader: EventLogReader, namespace: String, cluster: String) throws -> [AuditEntry] {
-        try reader.stateEntries(withPrefix: "\(FleetStateKey.auditPrefix)\(namespace)/\(cluster)/").map {
+        try audit(ProjectionState(reader: reader), namespace: namespace, cluster: cluster)
+    }
+
+    /// A cluster's audit timeline in `state`, oldest first.
+    ///
+    /// - Throws: what `state` throws; an entry that does not decode.
+    public static func audit(_ state: ProjectionState, namespace: String, cluster: String) throws -> [AuditEntry] {
+        try state.entries("\(FleetStateKey.auditPrefix)\(namespace)/\(cluster)/").map {
             try JSONDecoder().decode(AuditEntry.self, from: Data($0.value))
         }
     }

@@ -1,0 +1,342 @@
+import ArgumentParser
+import CapstanSupport
+import Engine
+import EventLog
+import Fleet
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+// `capstan workflow list|show|history|diagnose` read a workflow's snapshot and stream from
+// the log; `pause|resume|cancel|approve|signal|retry` append a signal to the inbox, which
+// `capstan serve` handles once, now if it runs, else when it next starts.
+
+struct WorkflowCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "workflow",
+        abstract: "Inspect and control workflow runs.",
+        discussion: """
+            Queries read the log (also while `capstan serve` runs, and with --at as it stood then). \
+            Control commands append a signal to the data directory's inbox: a running serve handles \
+            it within a second, a stopped one when it starts; each prints what it sent and what happens next.
+
+            Examples:
+              capstan workflow list --status running
+              capstan workflow diagnose upgrade/default/prod/12
+              capstan workflow approve upgrade/default/prod/12
+              capstan workflow retry provision/default/prod-md-0-x7 --activity vm.create
+            """,
+        subcommands: [
+            List.self, Show.self, History.self, Diagnose.self, Pause.self, Resume.self, Cancel.self, Approve.self,
+            SignalCommand.self, Retry.self,
+        ])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List workflow runs, newest activity last.")
+
+        @Option(help: ArgumentHelp("Only workflows of this cluster (name, or namespace/name).", valueName: "cluster"))
+        var cluster: String?
+
+        @Option(help: ArgumentHelp("Only this workflow type (ChainedUpgrade, RollingUpdate, …).", valueName: "type"))
+        var type: String?
+
+        @Option(help: ArgumentHelp("Only this status: running, paused, completed, failed, cancelled, quarantined.",
+                                   valueName: "status"))
+        var status: String?
+
+        @Option(help: ArgumentHelp("Only workflows that moved since (RFC 3339, or -2h, -30m, -1d).", valueName: "time"))
+        var since: String?
+
+        @OptionGroup var at: AtOptions
+        @OptionGroup var common: CommonOptions
+
+        static let statuses = ["running", "paused", "completed", "failed", "cancelled", "quarantined", "continuedAsNew"]
+
+        func validate() throws {
+            if let status, !Self.statuses.contains(status) {
+                throw ValidationError("--status \(status): expected one of \(Self.statuses.joined(separator: ", "))")
+            }
+            if let since {
+                guard let spec = try? TimeSpec(parsing: since), spec.nanoseconds(now: 0) != nil else {
+                    throw ValidationError("--since \(since): expected an RFC 3339 time or a time before now (-2h, -30m, -1d)")
+                }
+            }
+        }
+
+        func run() async throws {
+            try await reportingFailures {
+                let snapshot = try FleetSnapshot.open(common.dataDirectory, at: at.at)
+                let cutoff = try since.flatMap { try TimeSpec(parsing: $0).nanoseconds(now: snapshot.nowNanoseconds) }
+                let rows = try snapshot.workflows().map { WorkflowSummary($0) }.filter { row in
+                    if let cluster {
+                        let name = row.cluster.map { cluster.contains("/") ? "\(row.namespace ?? "")/\($0)" : $0 }
+                        if name != cluster { return false }
+                    }
+                    if let type, row.type != type { return false }
+                    if let status, row.status != status { return false }
+                    if let cutoff, row.sinceNanoseconds < cutoff { return false }
+                    return true
+                }.sorted { ($0.sinceNanoseconds, $0.id) < ($1.sinceNanoseconds, $1.id) }
+                try emit(
+                    rows, format: common.output, table: { workflowTable(rows, now: snapshot.nowNanoseconds) },
+                    names: { rows.map { "workflow/\($0.id)" } }, empty: "No workflows found.")
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show a workflow run: status, progress, open activities, children and timers.")
+
+        @Argument(help: ArgumentHelp("The workflow id.", valueName: "id")) var workflowID: String
+        @OptionGroup var at: AtOptions
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            try await reportingFailures {
+                let snapshot = try FleetSnapshot.open(common.dataDirectory, at: at.at)
+                let detail = WorkflowDetail(try snapshot.workflow(workflowID), now: snapshot.nowNanoseconds)
+                switch common.output {
+                case .json, .yaml: try printStructured(detail, format: common.output)
+                case .name: print("workflow/\(detail.summary.id)")
+                case .text, .wide: print(detail.text(now: snapshot.nowNanoseconds))
+                }
+            }
+        }
+    }
+
+    struct History: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Every event of a workflow run: position, time, actor, type and payload.")
+
+        @Argument(help: ArgumentHelp("The workflow id.", valueName: "id")) var workflowID: String
+        @OptionGroup var at: AtOptions
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            try await reportingFailures {
+                let snapshot = try FleetSnapshot.open(common.dataDirectory, at: at.at)
+                let report = try snapshot.workflow(workflowID)
+                var rows: [HistoryRow] = []
+                for run in 1...max(1, report.record.runNumber) {
+                    for event in try snapshot.reader.readStream(.forWorkflow(workflowID, run: run))
+                    where event.position <= snapshot.position {
+                        rows.append(HistoryRow(event, run: run))
+                    }
+                }
+                try emit(
+                    rows, format: common.output,
+                    table: {
+                        var table = Table(["position", "time", "actor", "type", "payload"])
+                        for row in rows {
+                            let payload = common.output == .wide || row.payloadText.count <= 100
+                                ? row.payloadText : String(row.payloadText.prefix(99)) + "…"
+                            table.append(["\(row.position)", row.time, row.actor, row.type, payload])
+                        }
+                        return table
+                    }, names: { rows.map { "event/\($0.position)" } }, empty: "No events for workflow \(workflowID).")
+            }
+        }
+    }
+
+    struct Diagnose: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Why a workflow is not moving: what it waits on, since when, the last error, the next retry.")
+
+        @Argument(help: ArgumentHelp("The workflow id.", valueName: "id")) var workflowID: String
+        @OptionGroup var at: AtOptions
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            try await reportingFailures {
+                let snapshot = try FleetSnapshot.open(common.dataDirectory, at: at.at)
+                let diagnosis = try Diagnosis(snapshot.workflow(workflowID), snapshot: snapshot)
+                switch common.output {
+                case .json, .yaml: try printStructured(diagnosis, format: common.output)
+                case .name: print("workflow/\(workflowID)")
+                case .text, .wide: print(diagnosis.text)
+                }
+            }
+        }
+    }
+
+    // MARK: control
+
+    struct Pause: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stop starting new activities of a workflow (running attempts finish).")
+        @Argument(help: ArgumentHelp("The workflow id.", valueName: "id")) var workflowID: String
+        @OptionGroup var common: CommonOptions
+        func run() async throws {
+            try await sendSignal(
+                workflowID, name: EngineSignal.pause, payload: "", common: common,
+                next: "it starts no new activity until `capstan workflow resume \(workflowID)`; attempts in flight finish")
+        }
+    }
+
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Let a paused workflow start activities again.")
+        @Argument(help: ArgumentHelp("The workflow id.", valueName: "id")) var workflowID: String
+        @OptionGroup var common: CommonOptions
+        func run() async throws {
+            try await sendSignal(
+                workflowID, name: EngineSignal.resume, payload: "", common: common,
+                next: "it continues where it stopped")
+        }
+    }
+
+    struct Cancel: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Cancel a workflow and its children.")
+        @Argument(help: ArgumentHelp("The workflow id.", valueName: "id")) var workflowID: String
+        @Option(help: ArgumentHelp("Why (recorded with the cancel).", valueName: "text")) var reason: String?
+        @OptionGroup var common: CommonOptions
+        func run() async throws {
+            try await sendSignal(
+                workflowID, name: EngineSignal.cancel, payload: reason ?? "cancelled by \(changeSource().actor)",
+                common: common, next: "its running children are cancelled, then it ends as cancelled")
+        }
+    }
+
+    struct Approve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Approve the step a workflow waits on (ChainedUpgrade with approveEachStep).")
+        @Argument(help: ArgumentHelp("The workflow id.", valueName: "id")) var workflowID: String
+        @Option(help: ArgumentHelp("The 1-based step to approve (default: the one waiting).", valueName: "n")) var step: Int?
+        @OptionGroup var common: CommonOptions
+        func validate() throws {
+            if let step, step < 1 { throw ValidationError("--step must be 1 or more") }
+        }
+        func run() async throws {
+            try await sendSignal(
+                workflowID, name: EngineSignal.approve, payload: step.map(String.init) ?? "", common: common,
+                next: step.map { "step \($0) may start once the chain reaches it" } ?? "the step it waits on starts")
+        }
+    }
+
+    struct SignalCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "signal", abstract: "Send a named signal, with an optional payload, to a workflow.")
+        @Argument(help: ArgumentHelp("The workflow id.", valueName: "id")) var workflowID: String
+        @Argument(help: ArgumentHelp("The signal's name (retry-step, approve, …).", valueName: "name")) var name: String
+        @Option(help: ArgumentHelp("The signal's payload (text the workflow reads).", valueName: "text")) var payload = ""
+        @OptionGroup var common: CommonOptions
+        func validate() throws {
+            guard !name.isEmpty, !name.contains(where: \.isWhitespace) else {
+                throw ValidationError("signal name \"\(name)\": must be non-empty, without spaces")
+            }
+        }
+        func run() async throws {
+            try await sendSignal(
+                workflowID, name: name, payload: payload, common: common,
+                next: "its decider receives `\(name)`; a workflow that does not wait for it ignores it")
+        }
+    }
+
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run a failed activity again, with the retry policy's attempts afresh.")
+        @Argument(help: ArgumentHelp("The workflow id.", valueName: "id")) var workflowID: String
+        @Option(help: ArgumentHelp("The activity id (default: the one that failed for good).", valueName: "id"))
+        var activity: String?
+        @OptionGroup var common: CommonOptions
+        func run() async throws {
+            try await reportingFailures {
+                let snapshot = try FleetSnapshot.open(common.dataDirectory, at: nil)
+                let record = try snapshot.workflow(workflowID).record
+                let failed = record.activities.values.filter { $0.phase == .failed }.map(\.request.activityID).sorted()
+                let target: String
+                if let activity {
+                    guard record.activities[activity] != nil else {
+                        throw CommandFailure(
+                            "workflow \(workflowID) has no open activity \(activity)"
+                                + (failed.isEmpty ? "" : " (failed: \(failed.joined(separator: ", ")))"))
+                    }
+                    target = activity
+                } else {
+                    guard let first = failed.first else {
+                        throw CommandFailure(
+                            "workflow \(workflowID) has no failed activity to retry (see `capstan workflow diagnose \(workflowID)`)")
+                    }
+                    guard failed.count == 1 else {
+                        throw CommandFailure("workflow \(workflowID) has \(failed.count) failed activities (\(failed.joined(separator: ", "))); choose one with --activity")
+                    }
+                    target = first
+                }
+                try await deliver(
+                    workflowID, name: EngineSignal.retry, payload: target, common: common, record: record,
+                    next: "activity \(target) runs again as a new attempt, with the retry policy's attempts afresh")
+            }
+        }
+    }
+}
+
+/// Checks the workflow exists and runs, then sends the signal (see ``deliver``).
+func sendSignal(_ workflowID: String, name: String, payload: String, common: CommonOptions, next: String) async throws {
+    try await reportingFailures {
+        let snapshot = try FleetSnapshot.open(common.dataDirectory, at: nil)
+        let record = try snapshot.workflow(workflowID).record
+        try await deliver(workflowID, name: name, payload: payload, common: common, record: record, next: next)
+    }
+}
+
+/// What a control command prints with `-o json`.
+struct SignalOutput: Encodable {
+    var workflowID: String
+    var signal: String
+    var payload: String
+    var via: String
+    /// Whether a `capstan serve` seemed to hold the log when the signal was sent.
+    var serveRunning: Bool
+    var servePID: Int32?
+    var next: String
+}
+
+/// Appends the signal to the inbox and says what happens next.
+func deliver(
+    _ workflowID: String, name: String, payload: String, common: CommonOptions, record: WorkflowRecord, next: String
+) async throws {
+    guard !record.isFinished else {
+        throw CommandFailure(
+            "workflow \(workflowID) already ended (\(record.status.rawValue)); nothing was sent")
+    }
+    var generator = SystemRandomNumberGenerator()
+    let id = EventID(high: generator.next(), low: generator.next())
+    try await InboxMessage.signal(workflowID: workflowID, name: name, payload: payload)
+        .send(id, dataDirectory: common.dataDirectory, actor: changeSource().actor)
+    let holder = writerPID(common.dataDirectory)
+    let when = holder.map { "the engine holding the log (pid \($0), capstan serve) handles it within a second: " }
+        ?? "no capstan serve runs on \(common.dataDirectory) now; when one starts it handles it first: "
+    let output = SignalOutput(
+        workflowID: workflowID, signal: name, payload: payload, via: "inbox", serveRunning: holder != nil, servePID: holder,
+        next: next)
+    switch common.output {
+    case .json, .yaml: try printStructured(output, format: common.output)
+    case .text, .wide, .name:
+        print("sent \(name)\(payload.isEmpty ? "" : " (\(payload))") to workflow \(workflowID) through the inbox")
+        print(when + next + ".")
+    }
+}
+
+/// The pid of the process holding the log's writer lock, when it is alive; nil when none.
+///
+/// Reads `writer.lock` without locking it (a probe that took the lock, even shared, could
+/// make a `serve` starting at that instant refuse to start).
+func writerPID(_ directory: String) -> Int32? {
+    guard let data = FileManager.default.contents(atPath: directory + "/writer.lock"),
+        let pid = Int32(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0
+    else { return nil }
+    return kill(pid, 0) == 0 || errno == EPERM ? pid : nil
+}
+
+extension TimeSpec {
+    /// The moment as nanoseconds since the epoch (nil for a log position).
+    func nanoseconds(now: Int64) -> Int64? {
+        switch self {
+        case .position: nil
+        case .time(let nanoseconds): nanoseconds
+        case .relative(let nanoseconds): now + nanoseconds
+        }
+    }
+}
