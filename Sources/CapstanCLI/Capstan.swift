@@ -25,7 +25,8 @@ struct Capstan: AsyncParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [
-            Apply.self, Delete.self, Get.self, WorkflowCommand.self, Upgrade.self, Demo.self, Log.self, Serve.self,
+            Apply.self, Delete.self, Get.self, Describe.self, HistoryCommand.self, WorkflowCommand.self, Replay.Command.self,
+            Upgrade.self, Demo.self, Log.self, Serve.self,
         ]
     )
 

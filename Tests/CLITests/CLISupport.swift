@@ -89,6 +89,8 @@ final class FleetLog {
     let log: EventLog
     let core = EngineCore(workflows: [WorkflowDefinition(DeleteMachine.self)], options: .init(seed: 7), idIsTaken: { _ in false })
     var dispatches: [ActivityDispatch] = []
+    /// The log's end after the apply (before anything was observed).
+    var appliedPosition = LogPosition.start
     static let t0: Int64 = 1_795_000_000_000_000_000  // 2026-11-18T…
 
     init(_ label: String) async throws {
@@ -99,6 +101,7 @@ final class FleetLog {
             self.log = log
             let files = try ["catalog.yaml", "fleet.yaml", "stage.yaml"].map { ManifestFile(name: $0, text: try fixture($0)) }
             _ = try await FleetRecorder.perform(FleetOperation(.apply(files: files), source: source), on: log)
+            appliedPosition = try log.reader.lastPosition()
         }
     }
 

@@ -82,7 +82,7 @@ import Testing
         // A second run on the same directory refuses and writes nothing.
         let before = try FileManager.default.contentsOfDirectory(atPath: data).sorted()
         let again = try DemoCommand(capstan, ["demo", "--data-dir", data], in: work)
-        #expect(await again.wait(timeout: .seconds(60)) == 2)
+        #expect(await again.wait(timeout: .seconds(60)) == 1)  // a failure: exit 1 (2 is a usage error)
         #expect(again.stderr.contains("not empty"), "\(again.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: data).sorted() == before)
     }
