@@ -161,6 +161,43 @@ import Workflows
         }
     }
 
+    @Test("CLI: concurrency: queries answer while another process appends, each a consistent snapshot")
+    func whileWriting() async throws {
+        try await Self.withLog({ try await FleetLog("writing") }) { fleet in
+            // This process holds the writer lock (as serve does) and keeps appending machines;
+            // each `capstan get machines` is another process reading the log read-only.
+            let log = fleet.log
+            let writer = Task {
+                var added = 0
+                while !Task.isCancelled && added < 400 {
+                    added += 1
+                    let at = FleetLog.t0 + Int64(added) * 1_000_000_000
+                    _ = try await FleetRecorder.recordObserved(
+                        [.machineObserved(namespace: "default", cluster: "prod", machine: "m-\(added)", deployment: "prod-md-0",
+                                          phase: "Running", version: nil, atNanoseconds: at)], actor: "observer", to: log)
+                    try? await Task.sleep(for: .milliseconds(5))  // a cancel ends the loop, not the task
+                }
+                return added
+            }
+            var seen: [Int] = []
+            for _ in 0..<5 {
+                let result = try await capstan(["get", "machines", "-o", "json", "--data-dir", fleet.directory])
+                #expect(result.status == 0, "\(result.stderr)")
+                struct Row: Decodable { var name: String }
+                let rows = try JSONDecoder().decode([Row].self, from: Data(result.stdout.utf8))
+                // A consistent snapshot holds machines m-1…m-k with no gap.
+                let numbers = rows.compactMap { Int($0.name.dropFirst(2)) }.sorted()
+                #expect(numbers == Array(stride(from: 1, through: numbers.count, by: 1)), "\(numbers)")
+                seen.append(numbers.count)
+            }
+            writer.cancel()
+            let added = try await writer.value
+            #expect(seen == seen.sorted(), "answers go forward: \(seen)")
+            let last = try await capstan(["get", "machines", "-o", "name", "--data-dir", fleet.directory])
+            #expect(last.stdout.split(separator: "\n").count == added)
+        }
+    }
+
     @Test("CLI: usage: every bad invocation exits 2 with a usage message saying what is wrong")
     func usage() async throws {
         let cases: [([String], String)] = [
