@@ -166,7 +166,7 @@ struct FleetSnapshot {
         }
         let position = try TimeSpec(parsing: at).resolve(reader, now: now)
         let replay = try Replay.run(reader, through: position)
-        for problem in replay.problems { printError("warning: \(problem)") }
+        Replay.warn(replay.problems)
         var shownTime = now
         if position.rawValue > 0, let event = try reader.readAll(after: LogPosition(position.rawValue - 1), maxCount: 1).first {
             shownTime = event.recordedAtNanoseconds

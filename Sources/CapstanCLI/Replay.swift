@@ -80,6 +80,14 @@ enum Replay {
             workflowEvents: streams.mapValues(\.events))
     }
 
+    /// Prints the first few problems as warnings and how many more there are (a log of
+    /// generated events, such as `capstan log demo` writes, has thousands of streams named
+    /// `workflow/…` that no engine wrote).
+    static func warn(_ problems: [String], shown: Int = 3) {
+        for problem in problems.prefix(shown) { printError("warning: \(problem)") }
+        if problems.count > shown { printError("warning: \(problems.count - shown) more workflows cannot be folded (-o json lists them)") }
+    }
+
     /// The stored entries under ``prefixes``.
     static func stored(_ reader: EventLogReader) throws -> [String: [UInt8]] {
         var entries: [String: [UInt8]] = [:]
@@ -169,7 +177,7 @@ extension Replay {
                     print("replayed \(grouped(output.events)) events through position \(grouped(output.through)) in "
                         + "\(formatted(seconds, digits: 2)) s (\(grouped(Int(output.eventsPerSecond))) events/s): "
                         + "\(output.entries) projection entries, \(output.workflows) workflows")
-                    for problem in result.problems { printError("warning: \(problem)") }
+                    Replay.warn(result.problems)
                     if let verified = output.verified {
                         if verified {
                             print("verified: the rebuilt projections equal the stored ones")
