@@ -120,6 +120,10 @@ let package = Package(
                 "CapstanSupport", "CCurl",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
+                // kubeadm's CA pin (caCertHashes): SHA-256 of the CA's SubjectPublicKeyInfo.
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
             ],
             swiftSettings: swiftSettings
         ),

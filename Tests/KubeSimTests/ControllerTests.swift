@@ -122,7 +122,7 @@ struct ControllerTests {
     func machineJoins() async throws {
         try await SimFixture.with { fixture in
             let workload = try await fixture.readyControlPlane(name: "t1", version: "v1.33.2")
-            try await fixture.createMachine(name: "m1", cluster: "t1", kubelet: "v1.33.1")
+            try await fixture.createMachine(name: "m1", join: workload, kubelet: "v1.33.1")
             let vm = try await fixture.http.waitFor("/apis/kubevirt.io/v1/namespaces/default/virtualmachines/m1") {
                 $0.json["status"]?["ready"]?.boolValue == true
             }
@@ -161,11 +161,11 @@ struct ControllerTests {
     func joinSkew() async throws {
         try await SimFixture.with { fixture in
             let workload = try await fixture.readyControlPlane(name: "t1", version: "v1.34.0")
-            try await fixture.createMachine(name: "old", cluster: "t1", kubelet: "v1.33.5")
-            try await fixture.createMachine(name: "new", cluster: "t1", kubelet: "v1.35.0")
-            try await fixture.createMachine(name: "ok", cluster: "t1", kubelet: "v1.34.0")
+            try await fixture.createMachine(name: "old", join: workload, kubelet: "v1.33.5")
+            try await fixture.createMachine(name: "new", join: workload, kubelet: "v1.35.0")
+            try await fixture.createMachine(name: "ok", join: workload, kubelet: "v1.34.0")
             // A newer patch of the control plane's minor joins (issue 12: v1.35.2 on v1.35.0 was refused).
-            try await fixture.createMachine(name: "patch", cluster: "t1", kubelet: "v1.34.2")
+            try await fixture.createMachine(name: "patch", join: workload, kubelet: "v1.34.2")
             _ = try await workload.waitFor("/api/v1/nodes/ok") { $0.status == 200 }
             let patchNode = try await workload.waitFor("/api/v1/nodes/patch") { $0.status == 200 }
             #expect(patchNode.json[path: ["status", "nodeInfo", "kubeletVersion"]]?.stringValue == "v1.34.2")
@@ -180,20 +180,38 @@ struct ControllerTests {
         }
     }
 
-    @Test("Controllers: machines: a VM waits for its control plane, then joins")
-    func joinAfterControlPlane() async throws {
-        var delays = ControllerDelays.immediate
-        delays.controlPlaneProvision = .seconds(1)
-        try await SimFixture.with(delays: delays) { fixture in
-            _ = try await fixture.http.post(
-                ControllerTests.tcpPath, ["metadata": ["name": "late"], "spec": ["kubernetes": ["version": "v1.33.0"]]])
-            try await fixture.createMachine(name: "m1", cluster: "late", kubelet: "v1.33.0")
-            _ = try await fixture.http.waitFor("\(ControllerTests.tcpPath)/late") {
-                $0.json[path: ["status", "kubernetesResources", "version", "status"]]?.stringValue == "Ready"
+    @Test("Controllers: machines: the Node joins the endpoint its JoinConfiguration names, only with the right CA pin")
+    func joinByEndpointAndPin() async throws {
+        try await SimFixture.with { fixture in
+            let first = try await fixture.readyControlPlane(name: "t1", version: "v1.33.0")
+            let second = try await fixture.readyControlPlane(name: "t2", version: "v1.33.0")
+            // Each tenant has a CA of its own: the pins differ.
+            let firstPin = try await first.caCertHash()
+            let secondPin = try await second.caCertHash()
+            #expect(firstPin != secondPin)
+            #expect(try await kubeSimPin(fixture, "t1") == firstPin)
+            // The endpoint decides, not a label (none is set): m1 joins t2.
+            try await fixture.createMachine(name: "m1", join: second, kubelet: "v1.33.0")
+            _ = try await second.waitFor("/api/v1/nodes/m1") { $0.status == 200 }
+            #expect(try await first.get("/api/v1/nodes/m1").status == 404)
+            // A wrong pin is refused (as a real kubeadm refuses it); no pin with unsafeSkipCAVerification joins.
+            try await fixture.createMachine(name: "wrong-pin", join: first, kubelet: "v1.33.0", caCertHashes: [secondPin])
+            try await fixture.createMachine(name: "skip", join: first, kubelet: "v1.33.0", caCertHashes: [])
+            _ = try await first.waitFor("/api/v1/nodes/skip") { $0.status == 200 }
+            let vm = try await fixture.http.waitFor("/apis/kubevirt.io/v1/namespaces/default/virtualmachines/wrong-pin") {
+                $0.json[path: ["status", "conditions"]]?.arrayValue?.contains { $0["type"]?.stringValue == "Failure" } == true
             }
-            let workload = try fixture.http.workload(kubeconfigPath: fixture.sim.workloadKubeconfigPath(namespace: "default", name: "late"))
-            _ = try await workload.waitFor("/api/v1/nodes/m1") { $0.status == 200 }
+            let failure = vm.json[path: ["status", "conditions"]]?.arrayValue?.first { $0["type"]?.stringValue == "Failure" }
+            #expect(failure?["reason"]?.stringValue == "KubeadmJoinFailed")
+            #expect(failure?["message"]?.stringValue?.contains("none of the public keys") == true)
+            #expect(try await first.get("/api/v1/nodes/wrong-pin").status == 404)
         }
+    }
+
+    /// The pin kube-sim itself computes for a cluster, through `/_sim/clusters`.
+    private func kubeSimPin(_ fixture: SimFixture, _ name: String) async throws -> String? {
+        let clusters = try await fixture.http.get("/_sim/clusters").json["clusters"]?.arrayValue ?? []
+        return clusters.first { $0["name"]?.stringValue == name }?["caCertHash"]?.stringValue
     }
 
     @Test("Controllers: in-place extension: patch upgrade accepted and polled to done; minor declined")
@@ -204,7 +222,7 @@ struct ControllerTests {
         try await SimFixture.with(delays: delays) { fixture in
             let http = fixture.http
             let workload = try await fixture.readyControlPlane(name: "t1", version: "v1.33.4")
-            try await fixture.createMachine(name: "m1", cluster: "t1", kubelet: "v1.33.1")
+            try await fixture.createMachine(name: "m1", join: workload, kubelet: "v1.33.1")
             _ = try await workload.waitFor("/api/v1/nodes/m1") { $0.status == 200 }
             func machine(_ version: String) -> JSON {
                 [

@@ -79,6 +79,32 @@ struct UnitTests {
         #expect(VirtualMachine.kubeletVersion(inUserdata: "runcmd: [kubeadm join]") == nil)
     }
 
+    @Test("Machines: kubeadm JoinConfiguration: endpoint and pins read; no pin without unsafeSkip refused")
+    func joinConfiguration() throws {
+        let text = """
+            write_files:
+            - content: |
+                discovery:
+                  bootstrapToken:
+                    apiServerEndpoint: "127.0.0.1:40001"
+                    caCertHashes:
+                    - "sha256:aa"
+                    - sha256:bb
+                nodeRegistration:
+                  name: m1
+            """
+        let join = try #require(KubeadmJoinConfiguration(userdata: text))
+        #expect(join.apiServerEndpoint == "127.0.0.1:40001")
+        #expect(join.caCertHashes == ["sha256:aa", "sha256:bb"])
+        #expect(join.discoveryRefusal(caPublicKeyHash: "sha256:bb") == nil)
+        #expect(join.discoveryRefusal(caPublicKeyHash: "sha256:cc")?.contains("none of the public keys") == true)
+        let bare = try #require(KubeadmJoinConfiguration(userdata: "apiServerEndpoint: 127.0.0.1:1\n"))
+        #expect(bare.discoveryRefusal(caPublicKeyHash: "sha256:cc")?.contains("unsafeSkipCAVerification") == true)
+        let skip = try #require(KubeadmJoinConfiguration(userdata: "apiServerEndpoint: 127.0.0.1:1\nunsafeSkipCAVerification: true\n"))
+        #expect(skip.discoveryRefusal(caPublicKeyHash: "sha256:cc") == nil)
+        #expect(KubeadmJoinConfiguration(userdata: "kubernetesVersion: v1.33.0\n") == nil)
+    }
+
     @Test("Faults: configuration: unknown fields and bad rates named")
     func faultConfiguration() throws {
         #expect(throws: FaultConfigurationError.self) { try FaultConfiguration(json: ["dropResponse": 0.1]) }

@@ -26,10 +26,14 @@ import Testing
         var generator = SystemRandomNumberGenerator()
         let firstToken = BootstrapToken.generate(using: &generator)
         let retryToken = BootstrapToken.generate(using: &generator)
+        // The tenant CA's pin, as kubeadm computes it; kube-sim refuses a join without the right one.
+        let pins = try KubeadmJoin.caCertHashes(trustedBy: workload.client.connection)
+        #expect(pins.count == 1)
+        #expect(pins == [try Self.opensslPin(workload.client.connection)])
         func join(_ token: BootstrapToken) -> KubeadmJoin {
             KubeadmJoin(
                 apiServerEndpoint: ready.status?.controlPlaneEndpoint ?? "127.0.0.1:6443", token: token,
-                caCertHashes: [], nodeName: machine, kubeletVersion: kubelet)
+                caCertHashes: pins, nodeName: machine, kubeletVersion: kubelet)
         }
         let bootstrapKey = IdempotencyKey("\(machine)/bootstrap")
         try await client.ensureBootstrapSecret(
@@ -65,6 +69,29 @@ import Testing
         #expect(vm.status?.printableStatus == "Running")
         _ = try await eventually("Node \(machine) joined") { try await workload.node(named: machine) }
         return workload
+    }
+
+    /// kubeadm's documented recipe, by openssl: an oracle independent of Providers' own code.
+    static func opensslPin(_ connection: ClusterConnection) throws -> String {
+        guard case .pem(let bytes) = connection.certificateAuthority else {
+            throw KubernetesError(code: .invalidRequest, operation: "test", detail: "the workload kubeconfig has no inline CA")
+        }
+        let path = NSTemporaryDirectory() + "capstan-ca-\(UUID().uuidString).crt"
+        try Data(bytes.exposedString.utf8).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", "openssl x509 -pubkey -noout -in \"$1\" | openssl pkey -pubin -outform der | sha256sum", "sh", path]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let hex = String(decoding: data, as: UTF8.self).split(separator: " ").first.map(String.init) ?? ""
+        guard process.terminationStatus == 0, hex.count == 64 else {
+            throw KubernetesError(code: .invalidRequest, operation: "test", detail: "openssl failed")
+        }
+        return "sha256:" + hex
     }
 
     @Test("Adapters: provision: Kamaji, bootstrap Secret, KubeVirt VM, Node with providerID")

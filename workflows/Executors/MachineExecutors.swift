@@ -24,10 +24,11 @@ extension FleetExecutors {
                 message: "bootstrap \(input.machine): TenantControlPlane \(input.cluster.namespace)/\(input.cluster.controlPlane) has no endpoint yet")
         }
         let workload = try await workloads.client(for: input.cluster)
-        // kubeadm join discovery: without CA pins the node trusts the first answer (see the report's
-        // open items); the token still authenticates the join.
+        // kubeadm join discovery pins the tenant CA (the one the admin kubeconfig trusts), so the
+        // node refuses an API server at that endpoint signed by any other CA.
         let join = KubeadmJoin(
-            apiServerEndpoint: endpoint, token: tokens.draw(), caCertHashes: [], nodeName: input.machine,
+            apiServerEndpoint: endpoint, token: tokens.draw(),
+            caCertHashes: try KubeadmJoin.caCertHashes(trustedBy: workload.connection), nodeName: input.machine,
             kubeletVersion: input.kubeletVersion)
         let name = Self.userdataSecretName(input.machine)
         let token = try await management.ensureMachineBootstrap(

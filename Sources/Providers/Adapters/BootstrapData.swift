@@ -1,4 +1,7 @@
+import Crypto
 import Foundation
+import SwiftASN1
+import X509
 
 /// A kubeadm bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`: a public id and a secret half.
 ///
@@ -120,6 +123,57 @@ public struct KubeadmJoin: Sendable, Hashable {
 
             """
         return RedactedBytes(text)
+    }
+}
+
+extension KubeadmJoin {
+    /// kubeadm's pins (`discovery.bootstrapToken.caCertHashes`) of every certificate in a PEM
+    /// CA bundle: `sha256:<hex>` of each certificate's DER SubjectPublicKeyInfo, as
+    /// `kubeadm token create --print-join-command` computes them.
+    ///
+    /// - Throws: `KubernetesError` `.invalidRequest` when the text holds no certificate or one
+    ///   that does not parse (`source` names where it came from).
+    public static func caCertHashes(pem: String, source: String) throws -> [String] {
+        let blocks: [PEMDocument]
+        do {
+            blocks = try PEMDocument.parseMultiple(pemString: pem).filter { $0.discriminator == "CERTIFICATE" }
+        } catch {
+            throw KubernetesError(
+                code: .invalidRequest, operation: "CA pin", detail: "\(source): not PEM certificates: \(error)")
+        }
+        guard !blocks.isEmpty else {
+            throw KubernetesError(code: .invalidRequest, operation: "CA pin", detail: "\(source): no CERTIFICATE block")
+        }
+        return try blocks.map { block in
+            do {
+                let certificate = try Certificate(derEncoded: block.derBytes)
+                var serializer = DER.Serializer()
+                try serializer.serialize(certificate.publicKey)
+                let digest = SHA256.hash(data: serializer.serializedBytes)
+                return "sha256:" + digest.map { String(format: "%02x", $0) }.joined()
+            } catch {
+                throw KubernetesError(
+                    code: .invalidRequest, operation: "CA pin", detail: "\(source): a certificate does not parse: \(error)")
+            }
+        }
+    }
+
+    /// The pins of the CA a connection trusts (its kubeconfig's `certificate-authority(-data)`);
+    /// empty when it names none (system trust: no pin can be derived, the join skips CA checks).
+    ///
+    /// - Throws: `KubernetesError` `.invalidRequest` when the CA cannot be read or parsed.
+    public static func caCertHashes(trustedBy connection: ClusterConnection) throws -> [String] {
+        switch connection.certificateAuthority {
+        case nil:
+            return []
+        case .pem(let bytes):
+            return try caCertHashes(pem: bytes.exposedString, source: "the kubeconfig's certificate-authority-data")
+        case .file(let path):
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw KubernetesError(code: .invalidRequest, operation: "CA pin", detail: "\(path): cannot be read")
+            }
+            return try caCertHashes(pem: text, source: path)
+        }
     }
 }
 

@@ -48,10 +48,32 @@ struct SimFixture: Sendable {
         return try http.workload(kubeconfigPath: sim.workloadKubeconfigPath(namespace: namespace, name: name))
     }
 
-    /// Creates a VirtualMachine (runStrategy Always) in cluster `cluster` with a userdata Secret
-    /// that names `kubelet` as `kubernetesVersion`.
-    func createMachine(namespace: String = "default", name: String, cluster: String, kubelet: String) async throws {
-        let userdata = "#cloud-config\nwrite_files:\n- path: /run/kubeadm/kubeadm-join-config.yaml\n  content: |\n    kubernetesVersion: \(kubelet)\n"
+    /// Creates a VirtualMachine (runStrategy Always) with a userdata Secret holding a kubeadm
+    /// JoinConfiguration for the cluster `join` reaches (its endpoint, pinned by its CA's hash
+    /// unless `caCertHashes` says otherwise; `[]` writes `unsafeSkipCAVerification: true`) that
+    /// names `kubelet` as `kubernetesVersion`.
+    func createMachine(
+        namespace: String = "default", name: String, join: SimHTTP, kubelet: String, caCertHashes: [String]? = nil
+    ) async throws {
+        let hashes: [String]
+        if let caCertHashes { hashes = caCertHashes } else { hashes = [try await join.caCertHash()] }
+        let discovery = hashes.isEmpty
+            ? "        unsafeSkipCAVerification: true\n"
+            : "        caCertHashes:\n" + hashes.map { "        - \"\($0)\"\n" }.joined()
+        let userdata = """
+            #cloud-config
+            write_files:
+            - path: /run/kubeadm/kubeadm-join-config.yaml
+              content: |
+                apiVersion: kubeadm.k8s.io/v1beta4
+                kind: JoinConfiguration
+                kubernetesVersion: \(kubelet)
+                discovery:
+                  bootstrapToken:
+                    apiServerEndpoint: "\(join.endpoint)"
+                    token: "abcdef.0123456789abcdef"
+
+            """ + discovery
         let secret = try await http.post(
             "/api/v1/namespaces/\(namespace)/secrets",
             ["metadata": ["name": .string("\(name)-userdata")], "stringData": ["userdata": .string(userdata)]])
@@ -60,7 +82,7 @@ struct SimFixture: Sendable {
             "/apis/kubevirt.io/v1/namespaces/\(namespace)/virtualmachines",
             [
                 "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-                "metadata": ["name": .string(name), "labels": ["cluster.x-k8s.io/cluster-name": .string(cluster)]],
+                "metadata": ["name": .string(name)],
                 "spec": [
                     "runStrategy": "Always",
                     "template": [

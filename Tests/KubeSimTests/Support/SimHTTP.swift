@@ -48,6 +48,20 @@ struct SimHTTP: Sendable {
     }
 
     func get(_ path: String) async throws -> HTTPReply { try await request("GET", path) }
+
+    /// `host:port` of `baseURL` (a kubeadm join's `apiServerEndpoint`).
+    var endpoint: String { baseURL.replacingOccurrences(of: "https://", with: "") }
+
+    /// kubeadm's CA pin of the CA this client trusts, computed as kubeadm documents it (openssl:
+    /// SHA-256 of the DER SubjectPublicKeyInfo), independently of kube-sim's own code.
+    func caCertHash() async throws -> String {
+        let result = try await ProcessRunner.run(
+            "/bin/sh", ["-c", "openssl x509 -pubkey -noout -in \"$1\" | openssl pkey -pubin -outform der | sha256sum", "sh", caPath])
+        guard result.status == 0, let hex = result.stdout.split(separator: " ").first, hex.count == 64 else {
+            throw KubeSimTestError("openssl could not hash \(caPath): \(result.stderr)")
+        }
+        return "sha256:\(hex)"
+    }
     func delete(_ path: String, body: String? = nil) async throws -> HTTPReply { try await request("DELETE", path, body: body) }
     func post(_ path: String, _ body: JSON) async throws -> HTTPReply { try await request("POST", path, body: body.serialized()) }
     func put(_ path: String, _ body: JSON) async throws -> HTTPReply { try await request("PUT", path, body: body.serialized()) }
@@ -61,17 +75,22 @@ struct SimHTTP: Sendable {
             contentType: "application/apply-patch+yaml")
     }
 
-    /// A client for a workload cluster, from its kubeconfig (server URL and token).
+    /// A client for a workload cluster, from its kubeconfig (server URL, token, and its own CA,
+    /// written next to the kubeconfig as `<kubeconfig>.ca.crt`).
     func workload(kubeconfigPath: String) throws -> SimHTTP {
         let text = try String(contentsOfFile: kubeconfigPath, encoding: .utf8)
         func value(_ key: String) -> String? {
             text.split(whereSeparator: \.isNewline).lazy.map { $0.trimmingCharacters(in: .whitespaces) }
                 .first { $0.hasPrefix("\(key): ") }.map { String($0.dropFirst(key.count + 2)) }
         }
-        guard let server = value("server"), let token = value("token") else {
-            throw KubeSimTestError("kubeconfig \(kubeconfigPath) has no server or token")
+        guard let server = value("server"), let token = value("token"),
+            let caData = value("certificate-authority-data").flatMap({ Data(base64Encoded: $0) })
+        else {
+            throw KubeSimTestError("kubeconfig \(kubeconfigPath) has no server, token or certificate-authority-data")
         }
-        return SimHTTP(baseURL: server, token: token, caPath: caPath)
+        let workloadCA = kubeconfigPath + ".ca.crt"
+        try caData.write(to: URL(fileURLWithPath: workloadCA))
+        return SimHTTP(baseURL: server, token: token, caPath: workloadCA)
     }
 
     /// Polls until `condition` holds for the JSON at `path`, up to `timeout`.

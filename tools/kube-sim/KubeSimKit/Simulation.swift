@@ -8,16 +8,22 @@ final class WorkloadCluster: Sendable {
     let name: String
     let store: ClusterStore
     let token: String
+    /// Its own CA and serving certificate (Kamaji makes a CA per tenant control plane).
+    let certificates: ServingCertificates
     /// The installed control-plane version (`v1.34.1`), served at `/version`.
     let version: Mutex<String>
     /// Its own HTTPS listener (set once bound, before the cluster is published).
     let listener = Mutex<Listener?>(nil)
 
-    init(namespace: String, name: String, store: ClusterStore, token: String, version: String) {
+    init(
+        namespace: String, name: String, store: ClusterStore, token: String, certificates: ServingCertificates,
+        version: String
+    ) {
         self.namespace = namespace
         self.name = name
         self.store = store
         self.token = token
+        self.certificates = certificates
         self.version = Mutex(version)
     }
 
@@ -67,6 +73,11 @@ final class Simulation: Sendable {
         workloads.withLock { $0["\(namespace)/\(name)"] }
     }
 
+    /// The workload cluster listening at `host:port` (a kubeadm join's `apiServerEndpoint`).
+    func workload(endpoint: String) -> WorkloadCluster? {
+        workloads.withLock { workloads in workloads.values.first { $0.server == "https://\(endpoint)" } }
+    }
+
     var workloadClusters: [WorkloadCluster] {
         workloads.withLock { Array($0.values) }.sorted { $0.id < $1.id }
     }
@@ -82,9 +93,9 @@ final class Simulation: Sendable {
             random: random)
         let cluster = WorkloadCluster(
             namespace: namespace, name: name, store: store, token: "kube-sim-" + random.alphanumeric(40),
-            version: version)
+            certificates: try ServingCertificates.make(), version: version)
         let listener = try await Listener.start(
-            responder: APIResponder(simulation: self, cluster: cluster), port: 0, certificates: certificates,
+            responder: APIResponder(simulation: self, cluster: cluster), port: 0, certificates: cluster.certificates,
             logger: logger)
         cluster.listener.withLock { $0 = listener }
         // Two reconciles of one control plane may race here: the first to publish wins.
@@ -133,7 +144,7 @@ final class Simulation: Sendable {
     func kubeconfig(for cluster: WorkloadCluster) -> Kubeconfig {
         Kubeconfig(
             clusterName: cluster.name, server: cluster.server,
-            caCertificatePEM: certificates.caCertificatePEM, token: cluster.token, userName: "kubernetes-admin")
+            caCertificatePEM: cluster.certificates.caCertificatePEM, token: cluster.token, userName: "kubernetes-admin")
     }
 
     var managementKubeconfig: Kubeconfig {

@@ -118,7 +118,7 @@ extension Controllers {
             ]
         }
         if previous != target.description { markKubeletsOutsideWindow(cluster, apiServer: target) }
-        if created { joinWaitingMachines(namespace: namespace, cluster: name) }
+        if created { joinWaitingMachines(endpoint: endpoint) }
     }
 
     /// After a control-plane upgrade, kubelets now outside the skew window stop being Ready.
@@ -137,10 +137,14 @@ extension Controllers {
         }
     }
 
-    /// VMs that became ready before their control plane did join now.
-    private func joinWaitingMachines(namespace: String, cluster: String) {
-        let waiting = waitingForCluster.withLock { $0.removeValue(forKey: "\(namespace)/\(cluster)") } ?? []
-        for name in waiting.sorted() { joinNode(namespace: namespace, name: name) }
+    /// VMs whose kubeadm join named this cluster's endpoint before it listened join now.
+    private func joinWaitingMachines(endpoint: String) {
+        let waiting = waitingForCluster.withLock { $0.removeValue(forKey: endpoint) } ?? []
+        for key in waiting.sorted() {
+            let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { continue }
+            joinNode(namespace: parts[0], name: parts[1])
+        }
     }
 
     func tearDownCluster(_ tcp: JSON) async {

@@ -16,10 +16,10 @@ final class Controllers: Service {
     private let changesInput: AsyncStream<StoreChange>.Continuation
     /// VMs waiting for their cloud-init Secret, by `<namespace>/<secret>`.
     let waitingForSecret = Mutex<[String: Set<String>]>([:])
-    /// Ready VMs waiting for their control plane to be Ready, by `<namespace>/<cluster>`.
+    /// Ready VMs (`<namespace>/<name>`) whose kubeadm join names an endpoint nothing listens at
+    /// yet, by that `host:port`.
     let waitingForCluster = Mutex<[String: Set<String>]>([:])
 
-    static let clusterNameLabel = "cluster.x-k8s.io/cluster-name"
     static let kubeletVersionAnnotation = "kube-sim.capstan.dev/kubelet-version"
 
     init(simulation: Simulation, logger: Logger) {

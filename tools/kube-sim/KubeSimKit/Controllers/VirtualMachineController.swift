@@ -100,26 +100,37 @@ extension Controllers {
         }
     }
 
+    /// The workload cluster the guest joined (or would join): the one listening at the
+    /// `apiServerEndpoint` its kubeadm JoinConfiguration names. Labels play no part, as on a real guest.
     private func workloadCluster(of vm: JSON, namespace: String) -> WorkloadCluster? {
-        guard let clusterName = vm.labels[Controllers.clusterNameLabel] else { return nil }
-        return simulation.workload(namespace: namespace, name: clusterName)
+        guard let join = joinConfiguration(of: vm, namespace: namespace) else { return nil }
+        return simulation.workload(endpoint: join.apiServerEndpoint)
     }
 
-    /// The guest runs `kubeadm join`: the Node appears in its workload cluster, or the join
-    /// is refused by the skew rules and the VM shows a `Failure` condition.
+    /// The guest runs `kubeadm join` with the JoinConfiguration in its userdata: the Node
+    /// appears in the cluster at its `apiServerEndpoint`, or the join is refused (CA pin, skew
+    /// rules) and the VM shows a `Failure` condition. Without a JoinConfiguration no Node is made.
     func joinNode(namespace: String, name: String) {
         guard let vm = store.getIfPresent(.virtualMachines, namespace: namespace, name: name),
             vm["status"]?["ready"]?.boolValue == true,
-            let clusterName = vm.labels[Controllers.clusterNameLabel]
+            let join = joinConfiguration(of: vm, namespace: namespace)
         else { return }
-        guard let cluster = simulation.workload(namespace: namespace, name: clusterName),
+        guard let cluster = simulation.workload(endpoint: join.apiServerEndpoint),
             let controlPlane = KubeVersion(cluster.version.withLock { $0 })
         else {
-            // Joins when the control plane becomes Ready (it drains this set).
-            waitingForCluster.withLock { _ = $0["\(namespace)/\(clusterName)", default: []].insert(name) }
-            if simulation.workload(namespace: namespace, name: clusterName) != nil {
-                waitingForCluster.withLock { _ = $0["\(namespace)/\(clusterName)"]?.remove(name) }
+            // kubeadm keeps retrying discovery: joins once a control plane listens there (it drains this set).
+            waitingForCluster.withLock { _ = $0[join.apiServerEndpoint, default: []].insert("\(namespace)/\(name)") }
+            if simulation.workload(endpoint: join.apiServerEndpoint) != nil {
+                waitingForCluster.withLock { _ = $0[join.apiServerEndpoint]?.remove("\(namespace)/\(name)") }
                 joinNode(namespace: namespace, name: name)
+            }
+            return
+        }
+        if let refusal = join.discoveryRefusal(caPublicKeyHash: cluster.certificates.caPublicKeyHash) {
+            do {
+                try setJoinFailure(namespace: namespace, name: name, message: "kubeadm join refused: \(refusal)")
+            } catch {
+                logFailure(error, "node join \(namespace)/\(name)")
             }
             return
         }
@@ -167,14 +178,23 @@ extension Controllers {
     /// The kubelet version a VM boots with: the annotation, else the cloud-init userdata.
     func kubeletVersion(of vm: JSON, namespace: String) -> KubeVersion? {
         if let annotated = vm.annotation(Controllers.kubeletVersionAnnotation) { return KubeVersion(annotated) }
-        var userdata = VirtualMachine.inlineUserdata(vm)
-        if userdata == nil, let secretName = VirtualMachine.cloudInitSecretName(vm),
+        return userdata(of: vm, namespace: namespace).flatMap(VirtualMachine.kubeletVersion(inUserdata:))
+    }
+
+    /// The kubeadm JoinConfiguration in the VM's cloud-init userdata, if any.
+    func joinConfiguration(of vm: JSON, namespace: String) -> KubeadmJoinConfiguration? {
+        userdata(of: vm, namespace: namespace).flatMap(KubeadmJoinConfiguration.init(userdata:))
+    }
+
+    /// The cloud-init userdata: the volume's inline text, else its Secret's `userdata`
+    /// (or `userData`, or CAPI's `value`).
+    private func userdata(of vm: JSON, namespace: String) -> String? {
+        if let inline = VirtualMachine.inlineUserdata(vm) { return inline }
+        guard let secretName = VirtualMachine.cloudInitSecretName(vm),
             let secret = store.getIfPresent(.secrets, namespace: namespace, name: secretName)
-        {
-            let encoded = secret["data"]?["userdata"]?.stringValue ?? secret["data"]?["userData"]?.stringValue ?? secret["data"]?["value"]?.stringValue
-            userdata = encoded.flatMap { Data(base64Encoded: $0) }.map { String(decoding: $0, as: UTF8.self) }
-        }
-        return userdata.flatMap(VirtualMachine.kubeletVersion(inUserdata:))
+        else { return nil }
+        let encoded = secret["data"]?["userdata"]?.stringValue ?? secret["data"]?["userData"]?.stringValue ?? secret["data"]?["value"]?.stringValue
+        return encoded.flatMap { Data(base64Encoded: $0) }.map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Deleting a VM removes its instance, and its Node (and the pods bound to it) from the workload cluster.
@@ -267,5 +287,68 @@ enum VirtualMachine {
         ]
         NodeStatus.setReady(&node, ready: true, reason: "KubeletReady")
         return node
+    }
+}
+
+/// What kube-sim reads of a kubeadm `JoinConfiguration` (`discovery.bootstrapToken`), written
+/// in the userdata as CABPK writes it (`/run/kubeadm/kubeadm-join-config.yaml`).
+struct KubeadmJoinConfiguration: Equatable {
+    /// `host:port` of the API server to join.
+    var apiServerEndpoint: String
+    /// `sha256:<hex>` pins of the cluster CA's SubjectPublicKeyInfo.
+    var caCertHashes: [String]
+    var unsafeSkipCAVerification: Bool
+
+    /// Reads the first `apiServerEndpoint:` and the `caCertHashes:` list after it; nil when the
+    /// text names no endpoint.
+    init?(userdata text: String) {
+        func value(_ line: Substring) -> String {
+            let afterColon = line.drop { $0 != ":" }.dropFirst()
+            return afterColon.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
+        }
+        var endpoint: String?
+        var hashes: [String] = []
+        var skip = false
+        var inHashes = false
+        for line in text.split(whereSeparator: \.isNewline) {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if inHashes {
+                if trimmed.hasPrefix("- ") {
+                    hashes.append(
+                        String(trimmed.dropFirst(2)).trimmingCharacters(in: .whitespaces)
+                            .trimmingCharacters(in: CharacterSet(charactersIn: "\"'")))
+                    continue
+                }
+                inHashes = false
+            }
+            if trimmed.hasPrefix("apiServerEndpoint:"), endpoint == nil { endpoint = value(Substring(trimmed)) }
+            if trimmed.hasPrefix("caCertHashes:") {
+                let inline = value(Substring(trimmed))
+                if inline.hasPrefix("[") {
+                    hashes += inline.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).split(separator: ",").map {
+                        $0.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
+                    }.filter { !$0.isEmpty }
+                } else {
+                    inHashes = true
+                }
+            }
+            if trimmed.hasPrefix("unsafeSkipCAVerification:") { skip = value(Substring(trimmed)) == "true" }
+        }
+        guard let endpoint, !endpoint.isEmpty else { return nil }
+        self.apiServerEndpoint = endpoint
+        self.caCertHashes = hashes
+        self.unsafeSkipCAVerification = skip
+    }
+
+    /// Why kubeadm's token discovery refuses this cluster, or nil: a pin list that does not
+    /// name the cluster CA's key, or no pins without `unsafeSkipCAVerification: true`.
+    func discoveryRefusal(caPublicKeyHash: String) -> String? {
+        if caCertHashes.isEmpty {
+            return unsafeSkipCAVerification
+                ? nil
+                : "token-based discovery without caCertHashes can be unsafe; set unsafeSkipCAVerification to true in your kubeadm config file"
+        }
+        if caCertHashes.contains(where: { $0.lowercased() == caPublicKeyHash }) { return nil }
+        return "cluster CA found in cluster-info ConfigMap is invalid: none of the public keys \"\(caPublicKeyHash)\" are pinned"
     }
 }

@@ -4,7 +4,8 @@ import NIOSSL
 import SwiftASN1
 import X509
 
-/// The certificate authority and serving certificate kube-sim makes at every start.
+/// A certificate authority and serving certificate, made at every start: one pair for the
+/// management cluster, one per workload cluster (Kamaji gives each tenant a CA of its own).
 ///
 /// P-256 keys, made in process with swift-certificates (no openssl shell-out). The serving
 /// certificate names `127.0.0.1` and `localhost`, the only addresses kube-sim listens on.
@@ -12,6 +13,9 @@ struct ServingCertificates: Sendable {
     let caCertificatePEM: String
     let serverCertificatePEM: String
     let serverKeyPEM: String
+    /// `sha256:<hex>` of the CA's DER SubjectPublicKeyInfo: the pin kubeadm's
+    /// `discovery.bootstrapToken.caCertHashes` carries (`kubeadm token create --print-join-command`).
+    let caPublicKeyHash: String
 
     static func make(now: Date = Date()) throws -> ServingCertificates {
         let caKey = P256.Signing.PrivateKey()
@@ -52,10 +56,14 @@ struct ServingCertificates: Sendable {
             },
             issuerPrivateKey: .init(caKey))
 
+        var spki = DER.Serializer()
+        try spki.serialize(caCertificate.publicKey)
+        let digest = SHA256.hash(data: spki.serializedBytes)
         return ServingCertificates(
             caCertificatePEM: try caCertificate.serializeAsPEM().pemString,
             serverCertificatePEM: try serverCertificate.serializeAsPEM().pemString,
-            serverKeyPEM: serverKey.pemRepresentation)
+            serverKeyPEM: serverKey.pemRepresentation,
+            caPublicKeyHash: "sha256:" + digest.map { String(format: "%02x", $0) }.joined())
     }
 
     func tlsConfiguration() throws -> TLSConfiguration {

@@ -71,6 +71,7 @@ struct SimControls {
                         "namespace": .string(cluster.namespace), "name": .string(cluster.name),
                         "version": .string(cluster.version.withLock { $0 }),
                         "server": .string(simulation.kubeconfig(for: cluster).server),
+                        "caCertHash": .string(cluster.certificates.caPublicKeyHash),
                         "kubeconfig": .string(simulation.workloadKubeconfigPath(namespace: cluster.namespace, name: cluster.name)),
                         "nodes": .int(Int64(cluster.store.list(.nodes, namespace: nil).items.count)),
                     ]
