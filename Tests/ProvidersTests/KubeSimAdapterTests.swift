@@ -29,7 +29,7 @@ import Testing
         // The tenant CA's pin, as kubeadm computes it; kube-sim refuses a join without the right one.
         let pins = try KubeadmJoin.caCertHashes(trustedBy: workload.client.connection)
         #expect(pins.count == 1)
-        #expect(pins == [try Self.opensslPin(workload.client.connection)])
+        #expect(pins == [try await Self.opensslPin(workload.client.connection)])
         func join(_ token: BootstrapToken) -> KubeadmJoin {
             KubeadmJoin(
                 apiServerEndpoint: ready.status?.controlPlaneEndpoint ?? "127.0.0.1:6443", token: token,
@@ -72,24 +72,37 @@ import Testing
     }
 
     /// kubeadm's documented recipe, by openssl: an oracle independent of Providers' own code.
-    static func opensslPin(_ connection: ClusterConnection) throws -> String {
+    /// (Async: the child is awaited through its termination handler, never by blocking a
+    /// cooperative thread.)
+    static func opensslPin(_ connection: ClusterConnection) async throws -> String {
         guard case .pem(let bytes) = connection.certificateAuthority else {
             throw KubernetesError(code: .invalidRequest, operation: "test", detail: "the workload kubeconfig has no inline CA")
         }
-        let path = NSTemporaryDirectory() + "capstan-ca-\(UUID().uuidString).crt"
-        try Data(bytes.exposedString.utf8).write(to: URL(fileURLWithPath: path))
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        let base = NSTemporaryDirectory() + "capstan-ca-\(UUID().uuidString)"
+        try Data(bytes.exposedString.utf8).write(to: URL(fileURLWithPath: base + ".crt"))
+        _ = FileManager.default.createFile(atPath: base + ".out", contents: nil)
+        defer {
+            try? FileManager.default.removeItem(atPath: base + ".crt")
+            try? FileManager.default.removeItem(atPath: base + ".out")
+        }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", "openssl x509 -pubkey -noout -in \"$1\" | openssl pkey -pubin -outform der | sha256sum", "sh", path]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let hex = String(decoding: data, as: UTF8.self).split(separator: " ").first.map(String.init) ?? ""
-        guard process.terminationStatus == 0, hex.count == 64 else {
-            throw KubernetesError(code: .invalidRequest, operation: "test", detail: "openssl failed")
+        process.arguments = [
+            "-c", "openssl x509 -pubkey -noout -in \"$1\" | openssl pkey -pubin -outform der | sha256sum", "sh",
+            base + ".crt",
+        ]
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: base + ".out"))
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do { try process.run() } catch {
+                process.terminationHandler = nil
+                continuation.resume(throwing: error)
+            }
+        }
+        let output = (try? String(contentsOfFile: base + ".out", encoding: .utf8)) ?? ""
+        let hex = output.split(separator: " ").first.map(String.init) ?? ""
+        guard status == 0, hex.count == 64 else {
+            throw KubernetesError(code: .invalidRequest, operation: "test", detail: "openssl failed (\(status))")
         }
         return "sha256:" + hex
     }
