@@ -28,6 +28,9 @@ import Testing
         var repeatsAfterTimeout = 0
         var retries = 0
         var maxGlobal = 0
+        var cancellations = 0
+        var cooperative = 0
+        var abandoned = 0
         for index in 0..<UInt64(Self.seedCount) {
             let seed = 0x5EED_0000 &+ index
             var run = SimulationRun(seed: seed)
@@ -37,8 +40,13 @@ import Testing
             repeatsAfterTimeout += run.repeatsAfterTimeout
             retries += run.retries
             maxGlobal = max(maxGlobal, run.maxGlobalRunning)
+            cancellations += run.cancellations
+            cooperative += run.cooperativeCancels
+            abandoned += run.abandonedAfterGrace
             if !violations.isEmpty { failing.append((seed, violations)) }
         }
+        print(
+            "simulation: \(Self.seedCount) seeds, \(crashes) crashes, repeats \(repeatsAfterCrash) after a crash / \(repeatsAfterTimeout) after a timeout / \(retries) retries, \(cancellations) cancellations (\(cooperative) stopped when told, \(abandoned) abandoned after the grace)")
         for (seed, violations) in failing.prefix(5) {
             Issue.record(
                 "simulation seed \(seed) failed: \(violations.prefix(5).joined(separator: "; ")). Replay alone: CAPSTAN_SIM_SEED=\(seed) swift test --filter EngineTests.SimulationTests"
@@ -53,6 +61,23 @@ import Testing
         #expect(repeatsAfterCrash > 0 && repeatsAfterTimeout > 0 && retries > 0,
             "repeats: \(repeatsAfterCrash) after a crash, \(repeatsAfterTimeout) after a timeout, \(retries) retries")
         #expect(maxGlobal == SimulationRun.globalLimit, "at most \(maxGlobal) calls ran at once")
+        // Cancellation is exercised both ways: executors that stop when told, and hung ones
+        // the engine gives up after the grace (or the slot checks would pass vacuously).
+        #expect(cancellations > 0 && cooperative > 0 && abandoned > 0,
+            "cancellations: \(cancellations), stopped when told: \(cooperative), abandoned after the grace: \(abandoned)")
+    }
+
+    /// The proof can fail: an engine that frees a cancelled attempt's slot at once (before
+    /// issue 8 it did, at every timeout and cancel) lets a second executor run on a key
+    /// whose limit is 1, and the executor's count says so.
+    @Test("Simulation: proof: a slot freed at cancel while the executor runs is caught")
+    func slotFreedAtCancel() {
+        var caught = 0
+        for index in 0..<UInt64(40) {
+            var run = SimulationRun(seed: 0x5EED_0000 &+ index, knobs: .init(engineAbandonGrace: .zero))
+            if run.run().contains(where: { $0.contains("running at once") }) { caught += 1 }
+        }
+        #expect(caught > 0, "no seed of 40 caught a slot freed at cancel")
     }
 
     /// The proof can fail: an executor that creates again instead of accepting its own

@@ -228,6 +228,10 @@ public struct ChildRequest: Hashable, Sendable {
 
 /// Why an activity attempt failed, as recorded in ``WorkflowEvent/activityFailed(_:)``.
 public struct ActivityFailure: Error, Hashable, Sendable {
+    /// The kind the engine records for an attempt its own stop or crash interrupted
+    /// (reserved: executors do not throw it).
+    public static let interruptedKind = "interrupted"
+
     /// A stable machine-readable kind (`timeout`, `conflict`, `invalidInput`…); retry
     /// policies list the kinds that never retry.
     public var kind: String

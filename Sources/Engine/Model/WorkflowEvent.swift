@@ -104,3 +104,40 @@ public struct StampedWorkflowEvent: Hashable, Sendable {
         self.at = at
     }
 }
+
+/// What the engine records when an attempt told to cancel (a start-to-close timeout, its
+/// workflow ended) kept running past the grace (``EngineCore/Options/abandonGrace``): its
+/// slot was then freed while its executor may still run.
+///
+/// Stored as its own type, `ActivityAttemptAbandoned`; deciders see it as a
+/// ``WorkflowEvent/domainEvent(_:)`` named ``name`` (so the cases of ``WorkflowEvent``, which
+/// deciders switch over, stay as they are).
+public struct AttemptAbandoned: Codable, Hashable, Sendable {
+    public static let name = "ActivityAttemptAbandoned"
+    static let idPrefix = "engine/abandoned/"
+
+    public var activityID: String
+    public var attempt: Int
+    public var reason: String
+
+    public init(activityID: String, attempt: Int, reason: String) {
+        self.activityID = activityID
+        self.attempt = attempt
+        self.reason = reason
+    }
+
+    /// Reads one from a domain event the engine recorded; nil for any other.
+    public init?(_ event: DomainEvent) {
+        guard Self.isAbandonment(event),
+            let decoded = try? Payload.decode(AttemptAbandoned.self, from: event.payload, field: "ActivityAttemptAbandoned")
+        else { return nil }
+        self = decoded
+    }
+
+    static func isAbandonment(_ event: DomainEvent) -> Bool {
+        event.name == name && event.id.hasPrefix(idPrefix)
+    }
+
+    /// The domain event that carries it.
+    public var event: DomainEvent { DomainEvent(id: "\(Self.idPrefix)\(activityID)/\(attempt)", name: Self.name, value: self) }
+}

@@ -24,7 +24,7 @@ public enum WorkflowEventCodec {
         case .workflowFailed: ("WorkflowFailed", 1)
         case .workflowCancelled: ("WorkflowCancelled", 1)
         case .timerCancelled: ("TimerCancelled", 1)
-        case .domainEvent: ("DomainEventRecorded", 1)
+        case .domainEvent(let event): AttemptAbandoned.isAbandonment(event) ? (AttemptAbandoned.name, 1) : ("DomainEventRecorded", 1)
         case .childSignalled: ("ChildSignalled", 1)
         case .activityRetryRequested: ("ActivityRetryRequested", 1)
         case .workflowContinuedAsNew: ("WorkflowContinuedAsNew", 1)
@@ -186,7 +186,7 @@ public enum WorkflowEventCodec {
             event = .workflowCancelled(reason: try reader.require(\.reason, "reason"))
         case ("TimerCancelled", 1):
             event = .timerCancelled(timerID: try reader.require(\.timerID, "timerID"))
-        case ("DomainEventRecorded", 1):
+        case ("DomainEventRecorded", 1), (AttemptAbandoned.name, 1):
             event = .domainEvent(
                 DomainEvent(id: try reader.require(\.eventID, "eventID"), name: try reader.require(\.name, "name"), payload: fields.payload ?? ""))
         case ("ChildSignalled", 1):

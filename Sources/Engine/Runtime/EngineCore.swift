@@ -25,13 +25,26 @@ public final class EngineCore {
         public var seed: UInt64
         /// Written on every event's metadata.
         public var actor: String
+        /// How long an attempt that timed out or whose workflow ended keeps its concurrency
+        /// slot after its executor was told to cancel: the slot is free once the executor
+        /// returns, or after this grace, recorded as `ActivityAttemptAbandoned`.
+        public var abandonGrace: Duration
+        /// How many times the engine's stop or crash may interrupt one activity before it
+        /// fails for good (an activity that crashes the process must not retry forever).
+        public var maxInterruptions: Int
 
-        public init(globalConcurrency: Int = 1024, perKeyConcurrency: Int = 4, seed: UInt64 = 0, actor: String = "engine") {
+        public init(
+            globalConcurrency: Int = 1024, perKeyConcurrency: Int = 4, seed: UInt64 = 0, actor: String = "engine",
+            abandonGrace: Duration = .seconds(30), maxInterruptions: Int = 50
+        ) {
+            self.maxInterruptions = max(1, maxInterruptions)
             precondition(globalConcurrency >= 1 && perKeyConcurrency >= 1, "concurrency limits must be at least 1")
+            precondition(abandonGrace >= .zero, "the abandon grace cannot be negative")
             self.globalConcurrency = globalConcurrency
             self.perKeyConcurrency = perKeyConcurrency
             self.seed = seed
             self.actor = actor
+            self.abandonGrace = abandonGrace
         }
     }
 
@@ -64,6 +77,8 @@ public final class EngineCore {
             case timer(workflowID: String, timerID: String)
             case retry(ActivityKey, failedAttempt: Int)
             case deadline(ActivityKey, attempt: Int)
+            /// The end of the grace of an attempt told to cancel.
+            case grace(ActivityKey, attempt: Int)
         }
         var at: Timestamp
         var sequence: UInt64
@@ -87,8 +102,16 @@ public final class EngineCore {
     private var pendingStateWrites: OrderedDictionary<String, StateWrite> = [:]
     private var pendingDispatches: [ActivityDispatch] = []
 
+    /// Attempts whose result counts.
     private var inFlight: [ActivityKey: InFlight] = [:]
+    /// Attempts told to cancel (timed out, workflow ended) whose executor has not returned:
+    /// their result no longer counts, but they hold their slot until they return or their
+    /// grace ends. At most one per key: a key's next attempt waits for it.
+    private var draining: [ActivityKey: InFlight] = [:]
+    /// Slots held per concurrency key, by live and draining attempts.
     private var inFlightPerKey: [String: Int] = [:]
+    private var pendingCancellations: [ActivityAttempt] = []
+    private var pendingNotices: [String] = []
     private var waiting: Deque<ActivityKey> = []
     private var wakeups = Heap<Wakeup>()
     private var wakeupSequence: UInt64 = 0
@@ -224,11 +247,24 @@ public final class EngineCore {
     /// a finished workflow) are ignored.
     public func activityFinished(_ dispatch: ActivityDispatch, result: Result<String, ActivityFailure>, now: Timestamp) {
         let key = dispatch.key
+        if let drained = draining[key], drained.attempt == dispatch.attempt {
+            // A cancelled attempt returned: its slot is free now; its result was settled.
+            releaseDraining(key)
+            pump(now: now)
+            return
+        }
         guard let running = inFlight[key], running.attempt == dispatch.attempt else { return }
         release(key)
+        settle(result, of: key, attempt: dispatch.attempt, now: now)
+        decideLoop(key.workflowID, now: now)
+    }
+
+    /// Records how attempt `attempt` of `key` ended (its slot is settled by the caller).
+    private func settle(_ result: Result<String, ActivityFailure>, of key: ActivityKey, attempt: Int, now: Timestamp) {
         guard let instance = instances[key.workflowID], let activity = instance.record.activities[key.activityID] else {
             return
         }
+        let dispatch = (key: key, attempt: attempt)
         switch result {
         case .success(let output):
             emit(.activityCompleted(activityID: key.activityID, attempt: dispatch.attempt, output: output), to: key.workflowID, now: now)
@@ -236,8 +272,15 @@ public final class EngineCore {
             let policy = activity.request.retry
             // Attempts since the last manual retry count against the policy.
             let used = dispatch.attempt - (activity.attemptsBeforeRetry ?? 0)
-            let retries = failure.retryable && !policy.nonRetryableErrorKinds.contains(failure.kind)
-                && used < policy.maxAttempts
+            let retries: Bool
+            if failure.kind == ActivityFailure.interruptedKind {
+                // The engine's own stop, not the activity's failure: bounded apart, so an
+                // activity that crashes the process ends, and restarts do not use its budget.
+                retries = (activity.interruptions ?? 0) + 1 < options.maxInterruptions
+            } else {
+                retries = failure.retryable && !policy.nonRetryableErrorKinds.contains(failure.kind)
+                    && used - (activity.interruptions ?? 0) < policy.maxAttempts
+            }
             var nextRetryAt: Timestamp?
             if retries {
                 let backoff = policy.backoff(afterAttempt: used).nanosecondsClamped
@@ -250,7 +293,6 @@ public final class EngineCore {
             emit(.activityFailed(failed), to: key.workflowID, now: now)
             if let nextRetryAt { arm(.retry(key, failedAttempt: dispatch.attempt), at: nextRetryAt) }
         }
-        decideLoop(key.workflowID, now: now)
     }
 
     /// Fires every timer, retry and timeout due at `now`, then starts what may start.
@@ -274,11 +316,25 @@ public final class EngineCore {
                 guard let running = inFlight[key], running.attempt == attempt,
                     let timeout = instances[key.workflowID]?.record.activities[key.activityID]?.request.startToCloseTimeout
                 else { continue }
-                let dispatch = ActivityDispatch(key: key, attempt: attempt, name: "", input: "", timeout: timeout)
-                activityFinished(
-                    dispatch,
-                    result: .failure(ActivityFailure(kind: "timeout", message: "start-to-close timeout of \(timeout) exceeded")),
-                    now: now)
+                // The executor is told to cancel and keeps its slot until it returns (or
+                // its grace ends); the timeout is recorded now, so the retry is planned.
+                abandon(key, now: now)
+                settle(
+                    .failure(ActivityFailure(kind: "timeout", message: "start-to-close timeout of \(timeout) exceeded")),
+                    of: key, attempt: attempt, now: now)
+                decideLoop(key.workflowID, now: now)
+            case .grace(let key, let attempt):
+                guard let drained = draining[key], drained.attempt == attempt else { continue }
+                releaseDraining(key)
+                let reason = "its executor did not return within \(options.abandonGrace) of being told to cancel"
+                if instances[key.workflowID] != nil {
+                    emit(.domainEvent(AttemptAbandoned(activityID: key.activityID, attempt: attempt, reason: reason).event),
+                        to: key.workflowID, now: now)
+                    decideLoop(key.workflowID, now: now)
+                } else {
+                    // Its workflow ended: its stream is closed, so the operator hears of it in the log.
+                    pendingNotices.append("activity \(key.idempotencyKey) attempt \(attempt) abandoned: \(reason)")
+                }
             }
         }
         pump(now: now)
@@ -295,7 +351,8 @@ public final class EngineCore {
     /// Takes what must be appended (events, snapshots, unique keys, inbox position) and the
     /// calls to make once it has committed. Nil when there is nothing.
     public func takeBatch() -> EngineBatch? {
-        guard !pendingStreams.isEmpty || !pendingDispatches.isEmpty else { return nil }
+        guard !pendingStreams.isEmpty || !pendingDispatches.isEmpty || !pendingCancellations.isEmpty || !pendingNotices.isEmpty
+        else { return nil }
         var writes = pendingStateWrites
         for workflowID in touched {
             if let instance = instances[workflowID] {
@@ -313,7 +370,10 @@ public final class EngineCore {
             inboxPositionDirty = false
         }
         let batch = EngineBatch(
-            streams: Array(pendingStreams.values), stateWrites: Array(writes.values), dispatches: pendingDispatches)
+            streams: Array(pendingStreams.values), stateWrites: Array(writes.values), dispatches: pendingDispatches,
+            cancellations: pendingCancellations, notices: pendingNotices)
+        pendingCancellations = []
+        pendingNotices = []
         pendingStreams = [:]
         touched = []
         finished = [:]
@@ -327,8 +387,16 @@ public final class EngineCore {
         inFlight[dispatch.key]?.attempt == dispatch.attempt
     }
 
-    /// Attempts running now.
+    /// Whether an attempt still holds a concurrency slot: it runs and counts, or it was told
+    /// to cancel and neither returned nor outlived its grace.
+    public func holdsSlot(_ dispatch: ActivityDispatch) -> Bool {
+        inFlight[dispatch.key]?.attempt == dispatch.attempt || draining[dispatch.key]?.attempt == dispatch.attempt
+    }
+
+    /// Attempts running now whose result counts.
     public var inFlightCount: Int { inFlight.count }
+    /// Attempts told to cancel that still hold their slot.
+    public var drainingCount: Int { draining.count }
     /// How many workflows are running.
     public var runningCount: Int { instances.count }
     /// Ids of the running workflows, sorted.
@@ -408,6 +476,7 @@ public final class EngineCore {
     public func recover(snapshots: [(key: String, value: [UInt8])], inboxPosition: LogPosition, now: Timestamp) throws {
         precondition(instances.isEmpty, "recover runs on a fresh core")
         self.inboxPosition = inboxPosition
+        var interrupted: [(ActivityKey, Int)] = []
         for (record, state, definition) in try Self.decodeSnapshots(snapshots, definitions: definitions) {
             instances[record.workflowID] = Instance(
                 record: record, state: state, definition: definition, nextRevision: record.lastRevision + 1)
@@ -418,13 +487,11 @@ public final class EngineCore {
                 let key = ActivityKey(workflowID: record.workflowID, activityID: activityID)
                 switch activity.phase {
                 case .running:
-                    // Started and unfinished: call again (the executor is idempotent by key).
-                    occupy(key, attempt: activity.attempt, concurrencyKey: activity.request.concurrencyKey)
-                    arm(.deadline(key, attempt: activity.attempt), at: now + activity.request.startToCloseTimeout)
-                    pendingDispatches.append(
-                        ActivityDispatch(
-                            key: key, attempt: activity.attempt, name: activity.request.name, input: activity.request.input,
-                            timeout: activity.request.startToCloseTimeout))
+                    // Started and unfinished: the process stopped during the attempt. It counts
+                    // as a failed attempt, retried under the policy as a new attempt (the
+                    // executor is idempotent by key), so an activity that crashes the process
+                    // does not retry forever.
+                    interrupted.append((key, activity.attempt))
                 case .scheduled:
                     waiting.append(key)
                 case .backoff:
@@ -436,6 +503,12 @@ public final class EngineCore {
             for (timerID, timer) in record.timers.sorted(by: { $0.key < $1.key }) where !timer.fired {
                 arm(.timer(workflowID: record.workflowID, timerID: timerID), at: timer.fireAt)
             }
+        }
+        for (key, attempt) in interrupted {
+            settle(
+                .failure(
+                    ActivityFailure(kind: ActivityFailure.interruptedKind, message: "the engine stopped while attempt \(attempt) ran")),
+                of: key, attempt: attempt, now: now)
         }
         // A newer decider may want more than the old one asked for; deciding is idempotent.
         for workflowID in instances.keys.sorted() { decideLoop(workflowID, now: now) }
@@ -527,7 +600,7 @@ public final class EngineCore {
             for command in instance.state.decide() {
                 guard let current = instances[workflowID], current.record.quarantine == nil else { break rounds }
                 if rounds > Self.maxDecideRounds {
-                    quarantine(workflowID, "its decider asked for new work \(Self.maxDecideRounds) rounds in a row without waiting (last: \(command))")
+                    quarantine(workflowID, "its decider asked for new work \(Self.maxDecideRounds) rounds in a row without waiting (last: \(command))", now: now)
                     break rounds
                 }
                 switch command {
@@ -612,13 +685,13 @@ public final class EngineCore {
     }
 
     /// Stops deciding and dispatching for a run (its history stays as it is).
-    private func quarantine(_ workflowID: String, _ reason: String) {
+    private func quarantine(_ workflowID: String, _ reason: String, now: Timestamp) {
         guard instances[workflowID] != nil else { return }
         instances[workflowID]!.record.quarantine = reason
         touched.append(workflowID)
         for (activityID, activity) in instances[workflowID]!.record.activities.sorted(by: { $0.key < $1.key })
         where activity.phase == .running {
-            release(ActivityKey(workflowID: workflowID, activityID: activityID))
+            abandon(ActivityKey(workflowID: workflowID, activityID: activityID), now: now)
         }
     }
 
@@ -664,9 +737,10 @@ public final class EngineCore {
         guard let instance = instances.removeValue(forKey: workflowID) else { return }
         finished[workflowID] = instance
         if let key = instance.record.uniqueKey, uniqueKeys[key] == workflowID { uniqueKeys[key] = nil }
-        // Attempts still running are abandoned: their results are ignored from now on.
+        // Attempts still running are told to cancel: their results are ignored from now on,
+        // their slots stay held until they return or their grace ends.
         for (activityID, activity) in instance.record.activities.sorted(by: { $0.key < $1.key }) where activity.phase == .running {
-            release(ActivityKey(workflowID: workflowID, activityID: activityID))
+            abandon(ActivityKey(workflowID: workflowID, activityID: activityID), now: now)
         }
         for (childID, status) in instance.record.children.sorted(by: { $0.key < $1.key }) where status == .running {
             if instances[childID] != nil {
@@ -700,10 +774,15 @@ public final class EngineCore {
     private func pump(now: Timestamp) {
         guard !dispatchStopped else { return }
         var blocked: [ActivityKey] = []
-        while inFlight.count < options.globalConcurrency, let key = waiting.popFirst() {
+        while inFlight.count + draining.count < options.globalConcurrency, let key = waiting.popFirst() {
             guard let instance = instances[key.workflowID], let activity = instance.record.activities[key.activityID],
                 inFlight[key] == nil
             else { continue }
+            if draining[key] != nil {
+                // Its previous attempt was told to cancel and still runs: this one waits.
+                blocked.append(key)
+                continue
+            }
             let ready = activity.phase == .scheduled || (activity.phase == .backoff && (activity.nextRetryAt ?? now) <= now)
             guard ready, !instance.record.paused, instance.record.quarantine == nil else { continue }
             if let concurrencyKey = activity.request.concurrencyKey,
@@ -719,7 +798,7 @@ public final class EngineCore {
             pendingDispatches.append(
                 ActivityDispatch(
                     key: key, attempt: attempt, name: activity.request.name, input: activity.request.input,
-                    timeout: activity.request.startToCloseTimeout))
+                    timeout: activity.request.startToCloseTimeout, deadline: now + activity.request.startToCloseTimeout))
         }
         waiting.prepend(contentsOf: blocked)
     }
@@ -731,10 +810,28 @@ public final class EngineCore {
 
     private func release(_ key: ActivityKey) {
         guard let running = inFlight.removeValue(forKey: key) else { return }
-        if let concurrencyKey = running.concurrencyKey {
+        freeSlot(of: running)
+    }
+
+    private func releaseDraining(_ key: ActivityKey) {
+        guard let drained = draining.removeValue(forKey: key) else { return }
+        freeSlot(of: drained)
+    }
+
+    private func freeSlot(of attempt: InFlight) {
+        if let concurrencyKey = attempt.concurrencyKey {
             inFlightPerKey[concurrencyKey, default: 1] -= 1
             if inFlightPerKey[concurrencyKey] == 0 { inFlightPerKey[concurrencyKey] = nil }
         }
+    }
+
+    /// Tells a live attempt's executor to cancel: its result no longer counts, and it keeps
+    /// its slot until it returns or the grace ends.
+    private func abandon(_ key: ActivityKey, now: Timestamp) {
+        guard let running = inFlight.removeValue(forKey: key) else { return }
+        draining[key] = running
+        pendingCancellations.append(ActivityAttempt(key: key, attempt: running.attempt))
+        arm(.grace(key, attempt: running.attempt), at: now + options.abandonGrace)
     }
 
     private func arm(_ kind: Wakeup.Kind, at: Timestamp) {
@@ -757,6 +854,18 @@ public struct EngineBatch: Sendable {
     public var stateWrites: [StateWrite]
     /// Calls to make after the append has committed.
     public var dispatches: [ActivityDispatch]
+    /// Running attempts whose executor should stop now (a timeout, the workflow ended):
+    /// cancel their tasks; each keeps its slot until it returns (report it with
+    /// ``EngineCore/activityFinished(_:result:now:)``) or its grace ends.
+    public var cancellations: [ActivityAttempt] = []
+    /// What the operator should hear of that no stream records (log them).
+    public var notices: [String] = []
+}
+
+/// One attempt of one activity.
+public struct ActivityAttempt: Hashable, Sendable {
+    public var key: EngineCore.ActivityKey
+    public var attempt: Int
 }
 
 /// One attempt to call an executor.
@@ -766,6 +875,11 @@ public struct ActivityDispatch: Sendable, Hashable {
     public var name: String
     public var input: String
     public var timeout: Duration
+    /// When the start-to-close timeout ends (the engine's clock).
+    public var deadline: Timestamp = Timestamp(nanoseconds: Int64.max)
+
+    /// Which attempt this is.
+    public var attemptID: ActivityAttempt { ActivityAttempt(key: key, attempt: attempt) }
 }
 
 /// Keys of the engine's entries in the `state` database.

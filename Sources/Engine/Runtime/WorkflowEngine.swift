@@ -11,10 +11,24 @@ public struct ActivityContext: Sendable {
     public var idempotencyKey: String
     public var attempt: Int
     public var input: String
+    /// When the start-to-close timeout ends, on the engine's clock: the engine then cancels
+    /// this task, and the attempt's result no longer counts.
+    public var deadline: Timestamp = Timestamp(nanoseconds: Int64.max)
+
+    /// Whether the engine told this attempt to stop (a timeout, its workflow ended, the
+    /// engine stops): the executor's task is cancelled. Long work checks it between steps;
+    /// the Kubernetes client aborts its in-flight request on cancellation by itself.
+    public var isCancelled: Bool { Task.isCancelled }
+
+    /// Throws `CancellationError` once the engine told this attempt to stop.
+    public func checkCancellation() throws { try Task.checkCancellation() }
 }
 
 /// An activity executor: an async function registered by name. It returns the output, or
-/// throws ``ActivityFailure`` (any other error counts as a retryable failure of kind `error`).
+/// throws ``ActivityFailure`` (any other error counts as a retryable failure of kind `error`,
+/// `CancellationError` as one of kind `cancelled`). It runs in its own task, which the
+/// engine cancels when the attempt times out or its workflow ends; the attempt holds its
+/// concurrency slot until the executor returns (or ``EngineCore/Options/abandonGrace`` ends).
 public typealias ActivityExecutor = @Sendable (ActivityContext) async throws -> String
 
 /// The durable workflow runtime: drives an ``EngineCore`` against an ``EngineStore`` with a
@@ -34,11 +48,16 @@ public actor WorkflowEngine: Service {
 
     private var stopping = false
     private var isRunning = false
+    /// The bound of a graceful stop: attempts may finish until ``stopGrace`` after the stop;
+    /// then their tasks are cancelled, and ``run()`` returns at the latest ``stopGrace`` later.
+    public nonisolated let stopGrace: Duration
+    private var stopRequestedAt: Timestamp?
+    private var stopCancelled = false
+    /// The executor task of each attempt that has not returned (live or told to cancel).
+    private var tasks: [ActivityAttempt: Task<Void, Never>] = [:]
     /// Callers waiting for the commit of what they decided (resumed after the next append).
     private var commitWaiters: [CheckedContinuation<Void, any Error>] = []
     private var workWaiter: CheckedContinuation<Void, Never>?
-    private let dispatches: AsyncStream<ActivityDispatch>
-    private let dispatchContinuation: AsyncStream<ActivityDispatch>.Continuation
 
     /// Workflows rebuilt at start-up, and how long it took.
     public nonisolated let recoveredWorkflows: Int
@@ -48,12 +67,15 @@ public actor WorkflowEngine: Service {
     ///
     /// - Parameters:
     ///   - tailsInbox: whether to deliver requests appended to ``InboxMessage/stream``.
+    ///   - stopGrace: how long a graceful stop lets attempts finish before cancelling them
+    ///     (the stop then takes at most twice this).
     /// - Throws: ``EngineError`` when a snapshot cannot be read; store errors.
     public init(
         store: any EngineStore, workflows: [WorkflowDefinition], executors: [String: ActivityExecutor],
         clock: any EngineClock = WallClock(), options: EngineCore.Options = .init(), tailsInbox: Bool = true,
-        logger: Logger = Logger(label: "capstan.engine")
+        logger: Logger = Logger(label: "capstan.engine"), stopGrace: Duration = .seconds(10)
     ) throws {
+        self.stopGrace = stopGrace
         self.store = store
         self.clock = clock
         self.executors = executors
@@ -70,7 +92,6 @@ public actor WorkflowEngine: Service {
         recoveryDuration = ContinuousClock.now - began
         recoveredWorkflows = snapshots.count
         self.core = core
-        (dispatches, dispatchContinuation) = AsyncStream<ActivityDispatch>.makeStream()
         logger.info(
             "engine.recovered",
             metadata: ["engine.workflows": "\(snapshots.count)", "engine.recoveryDuration": "\(recoveryDuration)"])
@@ -110,18 +131,37 @@ public actor WorkflowEngine: Service {
     /// How many attempts are running.
     public var inFlightCount: Int { core.inFlightCount }
 
+    /// Executor tasks that have not returned (running attempts and those told to cancel).
+    public var executorTaskCount: Int { tasks.count }
+
     /// Appends committed, and the events they held (for benchmarks and metrics).
     public private(set) var commitCount = 0
     public private(set) var committedEventCount = 0
 
     /// Stops starting attempts; ``run()`` returns once in-flight attempts have reported and
-    /// every decided event is committed.
+    /// every decided event is committed, in bounded time: after ``stopGrace`` the executors
+    /// still running are cancelled (a cancelled attempt stays open in the log and runs again,
+    /// as a new attempt, at the next start), and after twice ``stopGrace`` it returns anyway.
     public func stop() {
         guard !stopping else { return }
         stopping = true
+        stopRequestedAt = clock.now()
         core.stopDispatch()
         logger.info("engine.stopping", metadata: ["engine.inFlight": "\(core.inFlightCount)"])
         notify()
+    }
+
+    /// Moves a graceful stop along its bound; true once ``run()`` should return anyway.
+    private func stopBoundReached(now: Timestamp) -> Bool {
+        guard let since = stopRequestedAt else { return false }
+        if !stopCancelled, now >= since + stopGrace {
+            stopCancelled = true
+            logger.warning(
+                "engine.stop.cancellingExecutors",
+                metadata: ["engine.executors": "\(tasks.count)", "engine.stopGrace": "\(stopGrace)"])
+            for task in tasks.values { task.cancel() }
+        }
+        return now >= since + stopGrace + stopGrace
     }
 
     // MARK: running
@@ -140,11 +180,9 @@ public actor WorkflowEngine: Service {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await self.commitLoop() }
                 group.addTask { try await self.timerLoop() }
-                group.addTask { await self.dispatchLoop() }
                 if tailsInbox { group.addTask { try await self.inboxLoop() } }
                 // The commit loop ends the run: then the other loops are stopped.
                 try await group.next()
-                dispatchContinuation.finish()
                 group.cancelAll()
                 while let _ = try? await group.next() {}
             }
@@ -179,10 +217,23 @@ public actor WorkflowEngine: Service {
                     if Failpoint.isArmed { hitCommitFailpoints(batch) }
                 }
                 for waiter in waiters { waiter.resume() }
-                for dispatch in batch.dispatches { dispatchContinuation.yield(dispatch) }
+                for notice in batch.notices { logger.warning("engine.notice", metadata: ["engine.notice": "\(notice)"]) }
+                for attempt in batch.cancellations { tasks[attempt]?.cancel() }
+                for dispatch in batch.dispatches { launch(dispatch) }
                 continue
             }
-            if stopping && core.inFlightCount == 0 { return }
+            if stopping {
+                if tasks.isEmpty { return }
+                if stopBoundReached(now: clock.now()) {
+                    logger.error(
+                        "engine.stop.abandoningExecutors",
+                        metadata: [
+                            "engine.executors": "\(tasks.count)",
+                            "engine.attempts": "\(tasks.keys.map { "\($0.key.idempotencyKey)#\($0.attempt)" }.sorted())",
+                        ])
+                    return
+                }
+            }
             if Task.isCancelled { throw CancellationError() }
             await withTaskCancellationHandler {
                 await withCheckedContinuation { workWaiter = $0 }
@@ -205,6 +256,7 @@ public actor WorkflowEngine: Service {
         let longestSleep = Duration.milliseconds(20)
         while !Task.isCancelled {
             let now = clock.now()
+            if stopping, stopBoundReached(now: now) || stopCancelled { notify() }
             if let next = core.nextWakeup, next <= now {
                 core.advance(now: now)
                 notify()
@@ -222,41 +274,49 @@ public actor WorkflowEngine: Service {
         }
     }
 
-    private nonisolated func dispatchLoop() async {
-        await withDiscardingTaskGroup { group in
-            for await dispatch in dispatches {
-                group.addTask { await self.call(dispatch) }
-            }
+    /// Calls the executor of `dispatch` in a task of its own, which the engine cancels when
+    /// the attempt times out, its workflow ends, or a stop runs out of grace.
+    private func launch(_ dispatch: ActivityDispatch) {
+        guard core.isInFlight(dispatch) else { return }
+        let executor = executors[dispatch.name]
+        let id = dispatch.attemptID
+        tasks[id] = Task { [self] in
+            let result = await Self.call(executor, dispatch)
+            await finished(dispatch, result)
         }
     }
 
-    private func isWanted(_ dispatch: ActivityDispatch) -> Bool { core.isInFlight(dispatch) }
-
     private func finished(_ dispatch: ActivityDispatch, _ result: Result<String, ActivityFailure>) {
+        tasks[dispatch.attemptID] = nil
+        defer { notify() }
+        if stopCancelled, case .failure(let failure) = result, failure.kind == "cancelled", core.isInFlight(dispatch) {
+            // Cancelled by the stop, not failed: the attempt stays open in the log and runs
+            // again at the next start.
+            return
+        }
         core.activityFinished(dispatch, result: result, now: clock.now())
-        notify()
     }
 
-    private nonisolated func call(_ dispatch: ActivityDispatch) async {
-        guard await isWanted(dispatch) else { return }
-        guard let executor = executors[dispatch.name] else {
-            let failure = ActivityFailure(kind: "unknownActivity", message: "no executor named \(dispatch.name)", retryable: false)
-            await finished(dispatch, .failure(failure))
-            return
+    private static func call(_ executor: ActivityExecutor?, _ dispatch: ActivityDispatch) async -> Result<String, ActivityFailure> {
+        guard let executor else {
+            return .failure(ActivityFailure(kind: "unknownActivity", message: "no executor named \(dispatch.name)", retryable: false))
         }
         let context = ActivityContext(
             workflowID: dispatch.key.workflowID, activityID: dispatch.key.activityID,
-            idempotencyKey: dispatch.key.idempotencyKey, attempt: dispatch.attempt, input: dispatch.input)
-        // The start-to-close timeout is the core's: a deadline wakeup records the timeout and
-        // retries, and this attempt's late result is then ignored. Executors bound their own
-        // work (curl timeouts); not racing each call with a sleep keeps a step cheap.
+            idempotencyKey: dispatch.key.idempotencyKey, attempt: dispatch.attempt, input: dispatch.input,
+            deadline: dispatch.deadline)
+        // The start-to-close timeout is the core's: at its deadline the core records the
+        // timeout and the engine cancels this task; the attempt keeps its slot until the
+        // executor returns or the abandon grace ends.
         let result: Result<String, ActivityFailure>
         do { result = .success(try await executor(context)) } catch let failure as ActivityFailure {
             result = .failure(failure)
+        } catch is CancellationError {
+            result = .failure(ActivityFailure(kind: "cancelled", message: "the attempt was cancelled"))
         } catch {
             result = .failure(ActivityFailure(kind: "error", message: "\(error)"))
         }
         Failpoint.afterActivityCallBeforeCompletion.hit()
-        await finished(dispatch, result)
+        return result
     }
 }

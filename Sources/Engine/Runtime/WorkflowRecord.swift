@@ -37,6 +37,10 @@ public struct WorkflowRecord: Codable, Equatable, Sendable {
         /// The attempts made before an operator's manual retry gave the retry policy's budget
         /// afresh (nil: none).
         public var attemptsBeforeRetry: Int?
+        /// Attempts the engine's own stop or crash interrupted (failures of kind
+        /// ``ActivityFailure/interruptedKind``): they count as attempts, not against the
+        /// retry policy's budget, and are bounded by ``EngineCore/Options/maxInterruptions``.
+        public var interruptions: Int?
     }
 
     /// A pending timer (a fired or cancelled one leaves the record, so a poll loop that
@@ -125,6 +129,9 @@ public struct WorkflowRecord: Codable, Equatable, Sendable {
             activities[failed.activityID]?.phase = failed.isFinal ? .failed : .backoff
             activities[failed.activityID]?.nextRetryAt = failed.nextRetryAt
             activities[failed.activityID]?.lastError = text
+            if failed.failure.kind == ActivityFailure.interruptedKind, activities[failed.activityID] != nil {
+                activities[failed.activityID]!.interruptions = (activities[failed.activityID]!.interruptions ?? 0) + 1
+            }
             lastError = "activity \(failed.activityID) attempt \(failed.attempt): \(text)"
         case .timerStarted(let timerID, let fireAt):
             timers[timerID] = Timer(fireAt: fireAt, fired: false)
@@ -146,6 +153,9 @@ public struct WorkflowRecord: Codable, Equatable, Sendable {
             paused = false
         case .domainEvent(let event):
             recordedEvents = (recordedEvents ?? []).union([event.id])
+            if let abandoned = AttemptAbandoned(event) {
+                lastError = "activity \(abandoned.activityID) attempt \(abandoned.attempt) abandoned: \(abandoned.reason)"
+            }
         case .childSignalled:
             break
         case .activityRetryRequested(let activityID, _):

@@ -73,6 +73,7 @@ extension JSONWriter {
             field("nextRetryAt", activity.nextRetryAt?.nanoseconds)
             field("lastError", activity.lastError)
             field("attemptsBeforeRetry", activity.attemptsBeforeRetry)
+            field("interruptions", activity.interruptions)
             closeObject()
         }
         closeObject()
