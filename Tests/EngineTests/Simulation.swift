@@ -265,7 +265,7 @@ struct SimulationRun {
         guard let batch = core.takeBatch() else { return }
         commits += 1
         if crashes, maybeCrash("before commit") { return }
-        if !batch.streams.isEmpty {
+        if !batch.streams.isEmpty || !batch.stateWrites.isEmpty {
             do { try store.appendNow(batch.streams, stateWrites: batch.stateWrites) } catch {
                 violation("append failed: \(error)")
                 return
@@ -396,7 +396,7 @@ struct SimulationRun {
             let snapshots = try store.stateEntries(withPrefix: StateKey.runningPrefix)
             let inbox = try store.state(forKey: StateKey.inboxPosition)
                 .flatMap { UInt64(String(decoding: $0, as: UTF8.self)) }.map { LogPosition($0) } ?? .start
-            try core.recover(snapshots: snapshots, inboxPosition: inbox, now: now)
+            try core.recover(snapshots: snapshots, inboxPosition: inbox, now: now, readStream: { [store] in try store.readStream($0) })
         } catch {
             violation("recovery failed: \(error)")
         }

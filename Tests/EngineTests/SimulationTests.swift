@@ -9,7 +9,9 @@ import Testing
 /// a finished workflow, no early timer).
 ///
 /// Replay one seed alone, with a trace: `CAPSTAN_SIM_SEED=<seed> swift test --filter EngineTests.SimulationTests`.
-@Suite struct SimulationTests {
+// Serialized: each test is seconds of synchronous CPU; run side by side they would hold
+// every thread of the cooperative pool and starve the async suites of the same process.
+@Suite(.serialized) struct SimulationTests {
     static let seedCount = 400
 
     @Test("Simulation: invariants: 400 seeds with faults and crashes")

@@ -26,7 +26,10 @@ public protocol Workflow: Sendable {
     associatedtype Progress: Encodable & Sendable = NoProgress
     /// The stable name of the type, recorded in ``WorkflowEvent/workflowStarted(_:)``.
     static var type: String { get }
-    /// The decider's version, recorded when a run starts (for audit and migrations).
+    /// The decider's version, recorded when a run starts and in every snapshot. Bump it when
+    /// `State` or `evolve` changes: at start, a snapshot of another version is upcast
+    /// (``upcastSnapshot(_:fromVersion:)``) or dropped and the run folded again from its
+    /// stream under the new code.
     static var version: Int { get }
     static var initial: State { get }
     /// Folds one event, recorded by the engine at `at` (derive "since" and deadlines from it).
@@ -37,6 +40,10 @@ public protocol Workflow: Sendable {
     static var cleansUpOnCancel: Bool { get }
     /// The progress view of a state (nil: none).
     static func progress(_ state: State) -> Progress?
+    /// The state of a snapshot written by decider version `fromVersion` (its JSON), as this
+    /// version's `State`; nil (the default): fold the run again from its stream instead.
+    /// Upcast only when the new `evolve` would give the same state from the history.
+    static func upcastSnapshot(_ state: [UInt8], fromVersion: Int) throws -> State?
 }
 
 /// The progress of a type that shows none.
@@ -45,6 +52,7 @@ public struct NoProgress: Codable, Sendable {}
 extension Workflow {
     public static var cleansUpOnCancel: Bool { false }
     public static func progress(_ state: State) -> Progress? { nil }
+    public static func upcastSnapshot(_ state: [UInt8], fromVersion: Int) throws -> State? { nil }
 
     /// The state after folding `events` from ``initial``, all recorded at `at`.
     public static func replay(_ events: [WorkflowEvent], at: Timestamp = Timestamp(nanoseconds: 0)) throws -> State {

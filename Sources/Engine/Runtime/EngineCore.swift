@@ -351,7 +351,9 @@ public final class EngineCore {
     /// Takes what must be appended (events, snapshots, unique keys, inbox position) and the
     /// calls to make once it has committed. Nil when there is nothing.
     public func takeBatch() -> EngineBatch? {
-        guard !pendingStreams.isEmpty || !pendingDispatches.isEmpty || !pendingCancellations.isEmpty || !pendingNotices.isEmpty
+        guard
+            !pendingStreams.isEmpty || !pendingDispatches.isEmpty || !pendingCancellations.isEmpty || !pendingNotices.isEmpty
+                || !pendingStateWrites.isEmpty || !touched.isEmpty
         else { return nil }
         var writes = pendingStateWrites
         for workflowID in touched {
@@ -468,16 +470,73 @@ public final class EngineCore {
 
     // MARK: recovery
 
-    /// Rebuilds the running workflows from their snapshots (the `engine/run/` entries of
-    /// the state database), re-arms timers and retries, and re-dispatches every attempt
-    /// that started and did not finish. Nothing else repeats.
+    /// How the last ``recover(snapshots:inboxPosition:now:readStream:)`` rebuilt each
+    /// unfinished workflow.
+    public struct RecoveryStats: Sendable, Equatable {
+        /// From a snapshot of the registered decider version.
+        public var fromSnapshot = 0
+        /// From a snapshot of another version, through the type's upcast.
+        public var upcast = 0
+        /// Folded again from the stream: the snapshot did not decode, or named another
+        /// decider version (or none) without an upcast.
+        public var refolded = 0
+        /// Events read and folded for those.
+        public var refoldedEvents = 0
+        /// Quarantined: their history cannot fold (unknown type, an event that does not decode).
+        public var quarantined = 0
+    }
+
+    public private(set) var recoveryStats = RecoveryStats()
+
+    /// Runs whose history cannot fold at all, by id (record with its `quarantine` reason):
+    /// nothing of them runs; their snapshot says why; their stream is untouched.
+    private var unfoldable: [String: WorkflowRecord] = [:]
+
+    /// Every quarantined run with its reason, sorted by id: those whose history cannot fold
+    /// and those whose decider failed on it.
+    public var quarantinedWorkflows: [(workflowID: String, reason: String)] {
+        let running = instances.compactMap { id, instance in instance.record.quarantine.map { (id, $0) } }
+        let stuck = unfoldable.map { ($0.key, $0.value.quarantine ?? "") }
+        return (running + stuck).sorted { $0.0 < $1.0 }.map { (workflowID: $0.0, reason: $0.1) }
+    }
+
+    /// Rebuilds the running workflows (the `engine/run/` entries of the state database),
+    /// re-arms timers and retries, and records every attempt that started and did not
+    /// finish as interrupted (retried as a new attempt). Nothing else repeats.
     ///
-    /// - Throws: ``EngineError`` `.corruptHistory` naming the snapshot's key.
-    public func recover(snapshots: [(key: String, value: [UInt8])], inboxPosition: LogPosition, now: Timestamp) throws {
+    /// A snapshot is used as it is only when it decodes and names the registered decider
+    /// version; one of another version goes through the type's upcast, else (and when it
+    /// does not decode) it is dropped and the run is folded again from its stream with
+    /// `readStream`. A run whose history cannot fold (its type is not registered, an event
+    /// does not decode) is quarantined: its snapshot says why, its stream is untouched, and
+    /// every other workflow runs.
+    ///
+    /// - Throws: nothing today (kept for source compatibility).
+    public func recover(
+        snapshots: [(key: String, value: [UInt8])], inboxPosition: LogPosition, now: Timestamp,
+        readStream: ((StreamID) throws -> [RecordedEvent])? = nil
+    ) throws {
         precondition(instances.isEmpty, "recover runs on a fresh core")
         self.inboxPosition = inboxPosition
+        recoveryStats = RecoveryStats()
         var interrupted: [(ActivityKey, Int)] = []
-        for (record, state, definition) in try Self.decodeSnapshots(snapshots, definitions: definitions) {
+        var rebuilt: [(WorkflowRecord, any WorkflowStateBox, WorkflowDefinition)] = []
+        for decoded in Self.decodeSnapshots(snapshots, definitions: definitions) {
+            switch decoded {
+            case .ready(let record, let state, let definition, let upcast):
+                if upcast { recoveryStats.upcast += 1 } else { recoveryStats.fromSnapshot += 1 }
+                rebuilt.append((record, state, definition))
+            case .refold(let workflowID, let why):
+                switch refold(workflowID, why: why, readStream: readStream) {
+                case .success(let folded): rebuilt.append(folded)
+                case .failure(let stuck): holdUnfoldable(stuck.record)
+                case nil: break
+                }
+            case .quarantine(let record):
+                holdUnfoldable(record)
+            }
+        }
+        for (record, state, definition) in rebuilt {
             instances[record.workflowID] = Instance(
                 record: record, state: state, definition: definition, nextRevision: record.lastRevision + 1)
             if let unique = record.uniqueKey { uniqueKeys[unique] = record.workflowID }
@@ -515,34 +574,127 @@ public final class EngineCore {
         advance(now: now)
     }
 
+    /// Keeps a run whose history cannot fold out of the working set, holding its id and
+    /// unique key, and rewrites its snapshot (not its stream) to say why.
+    private func holdUnfoldable(_ record: WorkflowRecord) {
+        recoveryStats.quarantined += 1
+        unfoldable[record.workflowID] = record
+        if let unique = record.uniqueKey { uniqueKeys[unique] = record.workflowID }
+        let key = StateKey.running(record.workflowID)
+        pendingStateWrites[key] = .put(
+            key: key, value: WorkflowSnapshot.encode(record: record, state: Array("null".utf8), commands: []))
+        pendingNotices.append("workflow \(record.workflowID) quarantined: \(record.quarantine ?? "")")
+    }
+
+    /// Folds a run again from its stream (following continue-as-new to the current run).
+    /// Failure: the record to quarantine, with its reason. Nil: nothing to rebuild (the
+    /// stream is empty or finished; the stale entry is dropped).
+    private func refold(
+        _ workflowID: String, why: String, readStream: ((StreamID) throws -> [RecordedEvent])?
+    ) -> Result<(WorkflowRecord, any WorkflowStateBox, WorkflowDefinition), Unfoldable>? {
+        var record = WorkflowRecord(workflowID: workflowID)
+        func stuck(_ reason: String) -> Result<(WorkflowRecord, any WorkflowStateBox, WorkflowDefinition), Unfoldable> {
+            record.quarantine = "\(why); folding its stream failed: \(reason)"
+            return .failure(Unfoldable(record))
+        }
+        guard let readStream else { return stuck("no stream reader was given to recover") }
+        var events: [RecordedEvent]
+        do {
+            events = try readStream(.forWorkflow(workflowID))
+            // A run that continued as new lives on in the next run's stream.
+            while let last = events.last, last.type == "WorkflowContinuedAsNew",
+                case .workflowContinuedAsNew(let run) = try WorkflowEventCodec.decode(last).event
+            {
+                events = try readStream(.forWorkflow(workflowID, run: run))
+            }
+        } catch {
+            return stuck((error as? EngineError)?.message ?? "\(error)")
+        }
+        // The engine's own record folds without the decider: the operator sees how far it got.
+        for event in events {
+            guard let stamped = try? WorkflowEventCodec.decode(event) else { break }
+            record.apply(stamped, revision: event.revision.rawValue)
+        }
+        guard !events.isEmpty else {
+            pendingStateWrites[StateKey.running(workflowID)] = .delete(key: StateKey.running(workflowID))
+            pendingNotices.append("workflow \(workflowID): \(why); its stream is empty: entry dropped")
+            return nil
+        }
+        do {
+            let folded = try fold(events)
+            guard let definition = definitions[folded.record.type] else { return stuck("type \(folded.record.type) is not registered") }
+            guard !folded.record.isFinished else {
+                pendingStateWrites[StateKey.running(workflowID)] = .delete(key: StateKey.running(workflowID))
+                pendingNotices.append("workflow \(workflowID): \(why); its stream has ended: entry dropped")
+                return nil
+            }
+            recoveryStats.refolded += 1
+            recoveryStats.refoldedEvents += events.count
+            touched.append(workflowID)  // its snapshot is written again, of this version
+            return .success((folded.record, folded.state, definition))
+        } catch {
+            return stuck((error as? EngineError)?.message ?? "\(error)")
+        }
+    }
+
+    struct Unfoldable: Error {
+        var record: WorkflowRecord
+        init(_ record: WorkflowRecord) { self.record = record }
+    }
+
+    private enum DecodedSnapshot {
+        case ready(WorkflowRecord, any WorkflowStateBox, WorkflowDefinition, upcast: Bool)
+        case refold(workflowID: String, why: String)
+        case quarantine(WorkflowRecord)
+    }
+
     /// Decodes snapshots on every core (decoding is pure and dominates start-up), in key order.
     private static func decodeSnapshots(
         _ snapshots: [(key: String, value: [UInt8])], definitions: [String: WorkflowDefinition]
-    ) throws -> [(WorkflowRecord, any WorkflowStateBox, WorkflowDefinition)] {
-        typealias Decoded = Result<(WorkflowRecord, any WorkflowStateBox, WorkflowDefinition), EngineError>
+    ) -> [DecodedSnapshot] {
         let sorted = snapshots.sorted { $0.key < $1.key }
         let chunkSize = 256
         let chunks = (sorted.count + chunkSize - 1) / chunkSize
-        let results = Mutex<[Int: [Decoded]]>([:])
+        let results = Mutex<[Int: [DecodedSnapshot]]>([:])
         DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-            var decoded: [Decoded] = []
+            var decoded: [DecodedSnapshot] = []
             for (key, value) in sorted[(chunk * chunkSize)..<min(sorted.count, (chunk + 1) * chunkSize)] {
-                decoded.append(
-                    Result {
-                        let snapshot = try WorkflowSnapshot.decode(value, key: key)
-                        guard let definition = definitions[snapshot.record.type] else {
-                            throw EngineError(
-                                .unknownWorkflowType, "snapshot \(key): workflow type \(snapshot.record.type) is not registered")
-                        }
-                        do { return (snapshot.record, try definition.decode(snapshot.state), definition) } catch {
-                            throw EngineError(.corruptHistory, "snapshot \(key): decider state does not decode: \(error)")
-                        }
-                    }.mapError { $0 as? EngineError ?? EngineError(.corruptHistory, "snapshot \(key): \($0)") })
+                decoded.append(decodeSnapshot(key: key, value: value, definitions: definitions))
             }
             results.withLock { $0[chunk] = decoded }
         }
         let byChunk = results.withLock { $0 }
-        return try (0..<chunks).flatMap { byChunk[$0] ?? [] }.map { try $0.get() }
+        return (0..<chunks).flatMap { byChunk[$0] ?? [] }
+    }
+
+    private static func decodeSnapshot(key: String, value: [UInt8], definitions: [String: WorkflowDefinition]) -> DecodedSnapshot {
+        let workflowID = String(key.dropFirst(StateKey.runningPrefix.count))
+        let snapshot: WorkflowSnapshot.Decoded
+        do { snapshot = try WorkflowSnapshot.decode(value, key: key) } catch {
+            return .refold(workflowID: workflowID, why: (error as? EngineError)?.message ?? "snapshot \(key): \(error)")
+        }
+        guard let definition = definitions[snapshot.record.type] else {
+            var record = snapshot.record
+            record.quarantine = "workflow type \(snapshot.record.type) is not registered"
+            return .quarantine(record)
+        }
+        guard let version = snapshot.deciderVersion, version == definition.version else {
+            guard let version = snapshot.deciderVersion else {
+                return .refold(workflowID: workflowID, why: "snapshot \(key) names no decider version")
+            }
+            let why = "snapshot \(key) is of decider version \(version), the registered one is \(definition.version)"
+            do {
+                if let state = try definition.upcast(snapshot.state, version) {
+                    return .ready(snapshot.record, state, definition, upcast: true)
+                }
+                return .refold(workflowID: workflowID, why: why)
+            } catch {
+                return .refold(workflowID: workflowID, why: "\(why); its upcast failed: \(error)")
+            }
+        }
+        do { return .ready(snapshot.record, try definition.decode(snapshot.state), definition, upcast: false) } catch {
+            return .refold(workflowID: workflowID, why: "snapshot \(key): decider state does not decode: \(error)")
+        }
     }
 
     // MARK: internals
@@ -842,7 +994,7 @@ public final class EngineCore {
     private func snapshot(of instance: Instance) -> [UInt8] {
         WorkflowSnapshot.encode(
             record: instance.record, state: instance.state.encoded(), commands: instance.state.decide(),
-            progress: instance.state.progressJSON())
+            progress: instance.state.progressJSON(), deciderVersion: instance.definition.version)
     }
 }
 

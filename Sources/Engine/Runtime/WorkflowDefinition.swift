@@ -37,6 +37,8 @@ public struct WorkflowDefinition: Sendable {
     let cleansUpOnCancel: Bool
     let initial: @Sendable () -> any WorkflowStateBox
     let decode: @Sendable ([UInt8]) throws -> any WorkflowStateBox
+    /// The type's upcast of a snapshot state of another decider version (nil: none).
+    let upcast: @Sendable ([UInt8], Int) throws -> (any WorkflowStateBox)?
     /// Checks that a start input decodes as the type's `Input`.
     let checkInput: @Sendable (String) throws -> Void
 
@@ -47,6 +49,7 @@ public struct WorkflowDefinition: Sendable {
         cleansUpOnCancel = W.cleansUpOnCancel
         initial = { StateBox<W>(state: W.initial) }
         decode = { bytes in StateBox<W>(state: try JSONDecoder().decode(W.State.self, from: Data(bytes))) }
+        upcast = { bytes, version in try W.upcastSnapshot(bytes, fromVersion: version).map { StateBox<W>(state: $0) } }
         checkInput = { input in _ = try Payload.decode(W.Input.self, from: input, field: "workflow \(W.type) input") }
     }
 

@@ -88,13 +88,24 @@ public actor WorkflowEngine: Service {
         let snapshots = try store.stateEntries(withPrefix: StateKey.runningPrefix)
         let inboxPosition = try store.state(forKey: StateKey.inboxPosition)
             .flatMap { UInt64(String(decoding: $0, as: UTF8.self)) }.map { LogPosition($0) } ?? .start
-        try core.recover(snapshots: snapshots, inboxPosition: inboxPosition, now: clock.now())
+        try core.recover(
+            snapshots: snapshots, inboxPosition: inboxPosition, now: clock.now(), readStream: { try store.readStream($0) })
         recoveryDuration = ContinuousClock.now - began
         recoveredWorkflows = snapshots.count
+        recoveredStats = core.recoveryStats
         self.core = core
+        let stats = core.recoveryStats
         logger.info(
             "engine.recovered",
-            metadata: ["engine.workflows": "\(snapshots.count)", "engine.recoveryDuration": "\(recoveryDuration)"])
+            metadata: [
+                "engine.workflows": "\(snapshots.count)", "engine.recoveryDuration": "\(recoveryDuration)",
+                "engine.fromSnapshot": "\(stats.fromSnapshot)", "engine.upcast": "\(stats.upcast)",
+                "engine.refolded": "\(stats.refolded)", "engine.refoldedEvents": "\(stats.refoldedEvents)",
+                "engine.quarantined": "\(stats.quarantined)",
+            ])
+        for (workflowID, reason) in core.quarantinedWorkflows {
+            logger.error("engine.quarantined", metadata: ["engine.workflow": "\(workflowID)", "engine.reason": "\(reason)"])
+        }
     }
 
     // MARK: API
@@ -130,6 +141,15 @@ public actor WorkflowEngine: Service {
 
     /// How many attempts are running.
     public var inFlightCount: Int { core.inFlightCount }
+
+    /// How the start-up rebuilt the unfinished workflows (from snapshots, upcast, folded
+    /// again from their streams, quarantined).
+    public nonisolated var recoveryStats: EngineCore.RecoveryStats { recoveredStats }
+    private nonisolated let recoveredStats: EngineCore.RecoveryStats
+
+    /// Quarantined workflows with their reasons (their history cannot fold, or their
+    /// decider failed on it).
+    public var quarantinedWorkflows: [(workflowID: String, reason: String)] { core.quarantinedWorkflows }
 
     /// Executor tasks that have not returned (running attempts and those told to cancel).
     public var executorTaskCount: Int { tasks.count }
@@ -204,7 +224,7 @@ public actor WorkflowEngine: Service {
                 let waiters = commitWaiters
                 commitWaiters = []
                 Failpoint.beforeCommit.hit()
-                if !batch.streams.isEmpty {
+                if !batch.streams.isEmpty || !batch.stateWrites.isEmpty {
                     do {
                         _ = try await store.append(batch.streams, stateWrites: batch.stateWrites)
                     } catch {

@@ -5,30 +5,42 @@ import Foundation
 /// the events it covers, so recovery reads one entry per unfinished workflow instead of
 /// replaying its history.
 ///
-/// Stored format: one line of JSON `{"v":1,"record":…,"view":…}`, a newline, then the
-/// decider's state as JSON (JSON from `JSONEncoder` holds no raw newline).
+/// Stored format: one line of JSON `{"v":1,"decider":…,"record":…,"view":…}`, a newline,
+/// then the decider's state as JSON (JSON from `JSONEncoder` holds no raw newline). It
+/// names what it covers: the decider's type (`record.type`) and version (`decider`, the
+/// version whose `State` the state line is; absent in snapshots written before it was
+/// recorded) and the stream revision (`record.lastRevision`).
 enum WorkflowSnapshot {
     static let version = 1
 
     private struct Header: Codable {
         var v: Int
+        var decider: Int?
         var record: WorkflowRecord
         var view: WorkflowView
         var progress: String?
     }
 
     struct Decoded {
+        /// The decider version that wrote the state (nil: unknown, an older snapshot).
+        var deciderVersion: Int?
         var record: WorkflowRecord
         var view: WorkflowView
         var progress: String?
         var state: [UInt8]
     }
 
-    static func encode(record: WorkflowRecord, state: [UInt8], commands: [WorkflowCommand], progress: String? = nil) -> [UInt8] {
+    static func encode(
+        record: WorkflowRecord, state: [UInt8], commands: [WorkflowCommand], progress: String? = nil, deciderVersion: Int? = nil
+    ) -> [UInt8] {
         var out = JSONWriter(capacity: 512 + state.count)
         out.openObject()
         out.key("v")
         out.integer(version)
+        if let deciderVersion {
+            out.key("decider")
+            out.integer(deciderVersion)
+        }
         out.key("record")
         out.record(record)
         out.key("view")
@@ -53,7 +65,9 @@ enum WorkflowSnapshot {
         guard header.v == version else {
             throw EngineError(.corruptHistory, "snapshot \(key): field v: unknown snapshot version \(header.v)")
         }
-        return Decoded(record: header.record, view: header.view, progress: header.progress, state: Array(bytes[(newline + 1)...]))
+        return Decoded(
+            deciderVersion: header.decider, record: header.record, view: header.view, progress: header.progress,
+            state: Array(bytes[(newline + 1)...]))
     }
 }
 
