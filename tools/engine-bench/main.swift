@@ -55,6 +55,17 @@ enum BenchWorkflow: Workflow {
     }
 }
 
+/// BenchWorkflow after a code change (version 2, no upcast): every snapshot of version 1
+/// is dropped at start and its run folded again from its stream.
+enum BenchWorkflowV2: Workflow {
+    typealias State = BenchWorkflow.State
+    static let type = BenchWorkflow.type
+    static let version = 2
+    static let initial = BenchWorkflow.initial
+    static func evolve(_ state: State, _ event: WorkflowEvent, at: Timestamp) -> State { BenchWorkflow.evolve(state, event, at: at) }
+    static func decide(_ state: State) -> [WorkflowCommand] { BenchWorkflow.decide(state) }
+}
+
 @main
 struct EngineBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -91,6 +102,9 @@ struct EngineBench: AsyncParsableCommand {
             let recovery = try await measureRecovery(historySteps: history, logger: logger)
             print(
                 "recovery: \(recovery.workflows) unfinished workflows, \(history) completed steps each (\(recovery.eventsPerWorkflow) events per workflow, \(recovery.totalEvents) events in all): open log \(format(recovery.openSeconds)) s, rebuild \(format(recovery.recoverSeconds)) s, total \(format(recovery.openSeconds + recovery.recoverSeconds)) s"
+            )
+            print(
+                "recovery after a decider version change (every snapshot dropped, \(recovery.refolded) runs folded again from \(recovery.refoldedEvents) events): rebuild \(format(recovery.refoldSeconds)) s"
             )
         }
     }
@@ -170,6 +184,9 @@ struct EngineBench: AsyncParsableCommand {
         var totalEvents: UInt64
         var openSeconds: Double
         var recoverSeconds: Double
+        var refolded = 0
+        var refoldedEvents = 0
+        var refoldSeconds = 0.0
     }
 
     func measureRecovery(historySteps: Int, logger: Logger) async throws -> Recovery {
@@ -210,12 +227,22 @@ struct EngineBench: AsyncParsableCommand {
         precondition(engine.recoveredWorkflows == workflows, "recovered \(engine.recoveredWorkflows) of \(workflows)")
         let events = try log.reader.readStream(.forWorkflow("bench/0")).count
         let total = try log.reader.lastPosition().rawValue
-        await log.close()
         func seconds(_ duration: Duration) -> Double {
             Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
         }
+        // The same log opened by a changed decider (version 2): nothing was committed by the
+        // engine above (it never ran), so every snapshot is still of version 1.
+        let refoldBegan = ContinuousClock.now
+        let changed = try WorkflowEngine(
+            store: store, workflows: [WorkflowDefinition(BenchWorkflowV2.self)], executors: Self.executors,
+            options: EngineCore.Options(globalConcurrency: max(1, workflows), seed: 3), tailsInbox: false, logger: logger)
+        let refoldSeconds = seconds(ContinuousClock.now - refoldBegan)
+        precondition(changed.recoveryStats.refolded == workflows, "refolded \(changed.recoveryStats)")
+        await log.close()
         return Recovery(
             workflows: engine.recoveredWorkflows, eventsPerWorkflow: events, totalEvents: total,
-            openSeconds: seconds(opened - began), recoverSeconds: seconds(recovered - opened))
+            openSeconds: seconds(opened - began), recoverSeconds: seconds(recovered - opened),
+            refolded: changed.recoveryStats.refolded, refoldedEvents: changed.recoveryStats.refoldedEvents,
+            refoldSeconds: refoldSeconds)
     }
 }
