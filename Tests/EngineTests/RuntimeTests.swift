@@ -7,7 +7,9 @@ import Testing
 
 /// The async runtime on the in-memory store with the real clock: signals from another
 /// writer through the inbox, uniqueness, children cancelled with their parent, and a
-/// graceful stop that commits in-flight work. Waits are generous; nothing is timed.
+/// graceful stop that commits in-flight work. Waits are generous; nothing is timed. The
+/// engines run on a virtual clock (start-to-close timeouts never fire on a loaded machine),
+/// but for the bounded stop, whose bound is real time.
 @Suite struct RuntimeTests {
     static func eventually(_ what: String, _ condition: () async throws -> Bool) async throws {
         // A hang detector, not a timing limit: in a loaded full run other suites block the
@@ -32,7 +34,7 @@ import Testing
     @Test("Runtime: signals: an approve appended to the inbox by another writer completes the workflow")
     func inboxSignal() async throws {
         let store = InMemoryStore()
-        let engine = try WorkflowEngine(store: store, workflows: sampleDefinitions, executors: Self.quickWork)
+        let engine = try WorkflowEngine(store: store, workflows: sampleDefinitions, executors: Self.quickWork, clock: VirtualClock())
         try await engine.start(workflowID: "approval/a", type: ApprovalWorkflow.type)
         let running = Task { try await engine.run() }
         try await Self.eventually("the approval to wait for its signal") {
@@ -53,7 +55,7 @@ import Testing
     @Test("Runtime: uniqueness: a second run with a held key is refused, naming the running one")
     func uniqueness() async throws {
         let store = InMemoryStore()
-        let engine = try WorkflowEngine(store: store, workflows: sampleDefinitions, executors: Self.quickWork)
+        let engine = try WorkflowEngine(store: store, workflows: sampleDefinitions, executors: Self.quickWork, clock: VirtualClock())
         try await engine.start(workflowID: "upgrade/cluster-a/1", type: StepsWorkflow.type, input: "1:0:", uniqueKey: "upgrade/cluster-a")
         await #expect {
             try await engine.start(workflowID: "upgrade/cluster-a/2", type: StepsWorkflow.type, input: "1:0:", uniqueKey: "upgrade/cluster-a")
@@ -83,7 +85,7 @@ import Testing
                 return "late"
             }
         ]
-        let engine = try WorkflowEngine(store: store, workflows: sampleDefinitions, executors: slow)
+        let engine = try WorkflowEngine(store: store, workflows: sampleDefinitions, executors: slow, clock: VirtualClock())
         try await engine.start(workflowID: "parent/p", type: ParentWorkflow.type, input: "parent/p")
         let running = Task { try await engine.run() }
         try await Self.eventually("both children to run an activity") {
@@ -109,7 +111,7 @@ import Testing
                 return "ok"
             }
         ]
-        let engine = try WorkflowEngine(store: store, workflows: sampleDefinitions, executors: work)
+        let engine = try WorkflowEngine(store: store, workflows: sampleDefinitions, executors: work, clock: VirtualClock())
         for index in 0..<5 { try await engine.start(workflowID: "steps/\(index)", type: StepsWorkflow.type, input: "3:0:") }
         let running = Task { try await engine.run() }
         try await Self.eventually("an attempt to start") {

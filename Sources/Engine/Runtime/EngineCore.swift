@@ -21,7 +21,8 @@ public final class EngineCore {
         public var globalConcurrency: Int
         /// Attempts running at once per ``ActivityRequest/concurrencyKey``.
         public var perKeyConcurrency: Int
-        /// Seeds the backoff jitter and event ids (the runtime holds randomness, not deciders).
+        /// Seeds the backoff jitter and event ids (the runtime holds randomness, not deciders);
+        /// drawn from the system generator unless set (tests and simulations set it).
         public var seed: UInt64
         /// Written on every event's metadata.
         public var actor: String
@@ -34,7 +35,7 @@ public final class EngineCore {
         public var maxInterruptions: Int
 
         public init(
-            globalConcurrency: Int = 1024, perKeyConcurrency: Int = 4, seed: UInt64 = 0, actor: String = "engine",
+            globalConcurrency: Int = 1024, perKeyConcurrency: Int = 4, seed: UInt64 = SystemSeed.next(), actor: String = "engine",
             abandonGrace: Duration = .seconds(30), maxInterruptions: Int = 50
         ) {
             self.maxInterruptions = max(1, maxInterruptions)
@@ -113,6 +114,14 @@ public final class EngineCore {
     private var pendingCancellations: [ActivityAttempt] = []
     private var pendingNotices: [String] = []
     private var waiting: Deque<ActivityKey> = []
+    /// Attempts waiting for a slot of their concurrency key, in arrival order.
+    private var parked: [String: Deque<ActivityKey>] = [:]
+    /// Attempts waiting for their previous attempt, told to cancel, to return.
+    private var parkedBehindDrain: Set<ActivityKey> = []
+    /// Workflows that finished in the batch handed out last: until it has committed (by the
+    /// next ``takeBatch()``, one commit being in flight at a time) their stream is not
+    /// visible to `idIsTaken`, and a start of the same id must still be refused.
+    private var finishedInLastBatch: Set<String> = []
     private var wakeups = Heap<Wakeup>()
     private var wakeupSequence: UInt64 = 0
     private var dispatchStopped = false
@@ -158,7 +167,9 @@ public final class EngineCore {
         if let key = uniqueKey, let holder = uniqueKeys[key] {
             throw EngineError(.alreadyRunning, "unique key \(key) is held by running workflow \(holder); \(workflowID) not started")
         }
-        guard instances[workflowID] == nil, finished[workflowID] == nil, !idIsTaken(workflowID) else {
+        guard instances[workflowID] == nil, finished[workflowID] == nil, !finishedInLastBatch.contains(workflowID),
+            unfoldable[workflowID] == nil, !idIsTaken(workflowID)
+        else {
             throw EngineError(.workflowExists, "workflow \(workflowID) exists already; workflow ids are never reused")
         }
         let start = WorkflowStart(type: type, deciderVersion: definition.version, input: input, uniqueKey: uniqueKey)
@@ -232,14 +243,24 @@ public final class EngineCore {
         guard recorded.position > inboxPosition else { return }
         inboxPosition = recorded.position
         inboxPositionDirty = true
-        guard let message = try? InboxMessage.decode(recorded) else { return }
+        let message: InboxMessage?
+        do { message = try InboxMessage.decode(recorded) } catch {
+            pendingNotices.append("inbox request skipped: \((error as? EngineError)?.message ?? "\(error)")")
+            return
+        }
         switch message {
+        case nil:
+            return
         case .signal(let workflowID, let name, let payload):
-            signal(workflowID: workflowID, name: name, payload: payload, now: now)
+            if !signal(workflowID: workflowID, name: name, payload: payload, now: now) {
+                pendingNotices.append("inbox signal \(name) at position \(recorded.position) dropped: no running workflow \(workflowID)")
+            }
         case .start(let workflowID, let type, let input, let uniqueKey):
-            // A refused start (duplicate, unknown type) is visible in the inbox stream; the
-            // CLI checks the state database for the result.
-            try? start(workflowID: workflowID, type: type, input: input, uniqueKey: uniqueKey, now: now)
+            // The CLI checks the state database for the result; the operator hears of a refusal.
+            do { try start(workflowID: workflowID, type: type, input: input, uniqueKey: uniqueKey, now: now) } catch {
+                pendingNotices.append(
+                    "inbox start of \(workflowID) at position \(recorded.position) refused: \((error as? EngineError)?.message ?? "\(error)")")
+            }
         }
     }
 
@@ -378,6 +399,7 @@ public final class EngineCore {
         pendingNotices = []
         pendingStreams = [:]
         touched = []
+        finishedInLastBatch = Set(finished.keys)
         finished = [:]
         pendingStateWrites = [:]
         pendingDispatches = []
@@ -869,7 +891,10 @@ public final class EngineCore {
             emit(.childFailed(childID: request.workflowID, reason: "no workflow type named \(request.type)"), to: parentID, now: now)
             return
         }
-        guard instances[request.workflowID] == nil, finished[request.workflowID] == nil, !idIsTaken(request.workflowID) else {
+        guard instances[request.workflowID] == nil, finished[request.workflowID] == nil,
+            !finishedInLastBatch.contains(request.workflowID), unfoldable[request.workflowID] == nil,
+            !idIsTaken(request.workflowID)
+        else {
             emit(.childFailed(childID: request.workflowID, reason: "workflow id \(request.workflowID) exists already"), to: parentID, now: now)
             return
         }
@@ -922,17 +947,18 @@ public final class EngineCore {
         }
     }
 
-    /// Starts waiting attempts while slots are free.
+    /// Starts waiting attempts while slots are free. An attempt blocked by its concurrency
+    /// key, or by its own previous attempt still draining, is parked until that slot frees,
+    /// so a pump never scans the blocked again (no quadratic rescans behind a busy key).
     private func pump(now: Timestamp) {
         guard !dispatchStopped else { return }
-        var blocked: [ActivityKey] = []
         while inFlight.count + draining.count < options.globalConcurrency, let key = waiting.popFirst() {
             guard let instance = instances[key.workflowID], let activity = instance.record.activities[key.activityID],
                 inFlight[key] == nil
             else { continue }
             if draining[key] != nil {
                 // Its previous attempt was told to cancel and still runs: this one waits.
-                blocked.append(key)
+                parkedBehindDrain.insert(key)
                 continue
             }
             let ready = activity.phase == .scheduled || (activity.phase == .backoff && (activity.nextRetryAt ?? now) <= now)
@@ -940,7 +966,7 @@ public final class EngineCore {
             if let concurrencyKey = activity.request.concurrencyKey,
                 inFlightPerKey[concurrencyKey, default: 0] >= options.perKeyConcurrency
             {
-                blocked.append(key)
+                parked[concurrencyKey, default: []].append(key)
                 continue
             }
             let attempt = activity.attempt + 1
@@ -952,7 +978,14 @@ public final class EngineCore {
                     key: key, attempt: attempt, name: activity.request.name, input: activity.request.input,
                     timeout: activity.request.startToCloseTimeout, deadline: now + activity.request.startToCloseTimeout))
         }
-        waiting.prepend(contentsOf: blocked)
+    }
+
+    /// Whether a parked key may still start (its workflow runs, the activity waits).
+    private func stillWaits(_ key: ActivityKey) -> Bool {
+        guard let instance = instances[key.workflowID], let activity = instance.record.activities[key.activityID],
+            inFlight[key] == nil, instance.record.quarantine == nil
+        else { return false }
+        return activity.phase == .scheduled || activity.phase == .backoff
     }
 
     private func occupy(_ key: ActivityKey, attempt: Int, concurrencyKey: String?) {
@@ -968,12 +1001,21 @@ public final class EngineCore {
     private func releaseDraining(_ key: ActivityKey) {
         guard let drained = draining.removeValue(forKey: key) else { return }
         freeSlot(of: drained)
+        if parkedBehindDrain.remove(key) != nil { waiting.prepend(key) }
     }
 
     private func freeSlot(of attempt: InFlight) {
-        if let concurrencyKey = attempt.concurrencyKey {
-            inFlightPerKey[concurrencyKey, default: 1] -= 1
-            if inFlightPerKey[concurrencyKey] == 0 { inFlightPerKey[concurrencyKey] = nil }
+        guard let concurrencyKey = attempt.concurrencyKey else { return }
+        inFlightPerKey[concurrencyKey, default: 1] -= 1
+        if inFlightPerKey[concurrencyKey] == 0 { inFlightPerKey[concurrencyKey] = nil }
+        // The first parked attempt of this key that still waits gets the slot next; stale
+        // ones are dropped here (each parked entry is looked at once).
+        while var queue = parked[concurrencyKey], let next = queue.popFirst() {
+            parked[concurrencyKey] = queue.isEmpty ? nil : queue
+            if stillWaits(next) {
+                waiting.prepend(next)
+                break
+            }
         }
     }
 
