@@ -133,9 +133,10 @@ let package = Package(
         .target(
             name: "Workflows",
             dependencies: [
-                "CapstanSupport", "Engine", "Fleet", "Providers",
+                "CapstanSupport", "EventLog", "Engine", "Fleet", "Providers",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "workflows",
             swiftSettings: swiftSettings

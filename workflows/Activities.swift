@@ -199,10 +199,7 @@ public enum Activities {
         public var isReady: Bool { exists && ready == "True" }
 
         /// ``readySince`` as a time (nil when absent or not RFC 3339): the health-check clock.
-        public var readySinceTime: Timestamp? {
-            guard let readySince, let date = try? Date(readySince, strategy: .iso8601) else { return nil }
-            return Timestamp(nanoseconds: Int64((date.timeIntervalSince1970 * 1_000_000_000).rounded()))
-        }
+        public var readySinceTime: Timestamp? { readySince.flatMap(Activities.timestamp(rfc3339:)) }
     }
 
     public struct ProviderIDSet: Codable, Hashable, Sendable {
@@ -351,6 +348,12 @@ public enum Activities {
 }
 
 extension Activities {
+    /// A Kubernetes time (RFC 3339, as `lastTransitionTime`) as a timestamp; nil when it is not one.
+    public static func timestamp(rfc3339 text: String) -> Timestamp? {
+        guard let date = try? Date(text, strategy: .iso8601) else { return nil }
+        return Timestamp(nanoseconds: Int64((date.timeIntervalSince1970 * 1_000_000_000).rounded()))
+    }
+
     /// The JSON text of `value`: the engine's one canonical payload encoding (sorted keys, so
     /// equal inputs are equal text and a decider's commands stay stable).
     public static func encode<Value: Encodable>(_ value: Value) -> String {

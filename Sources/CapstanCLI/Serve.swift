@@ -61,6 +61,18 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Activities running at once, in all.", valueName: "n"))
     var concurrency: Int = 256
 
+    @Option(
+        name: .customLong("poll-interval"),
+        help: ArgumentHelp(
+            "Milliseconds between two reconciles of the fleet, and between two reads of a workflow waiting on the cluster.",
+            valueName: "ms"))
+    var pollInterval: Int = 2000
+
+    @Option(
+        name: .customLong("step-retry-delay"),
+        help: ArgumentHelp("Seconds before a failed step of a chained upgrade is tried again.", valueName: "seconds"))
+    var stepRetryDelay: Int = 30
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level \(logLevel): expected one of trace, debug, info, notice, warning, error")
@@ -69,6 +81,8 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--metrics-address \(metricsAddress): expected HOST:PORT, such as 127.0.0.1:9464")
         }
         guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+        guard pollInterval >= 1 else { throw ValidationError("--poll-interval must be at least 1 (milliseconds)") }
+        guard stepRetryDelay >= 0 else { throw ValidationError("--step-retry-delay must not be negative") }
     }
 
     func run() async throws {
@@ -132,6 +146,14 @@ struct Serve: AsyncParsableCommand {
         // the log; EventLogStore.open created the inbox log.
         let fleetInbox = try EventLogReader(directory: EventLogStore.inboxDirectory(of: directory), logger: logger)
         services.append(.init(service: FleetInboxService(log: log, inbox: fleetInbox), successTerminationBehavior: .gracefullyShutdownGroup))
+        // The fleet controller: desired state in, lifecycle workflows out.
+        let controller = FleetControllerService(
+            log: log, engine: engine, observer: FleetObserver(executors: executors), clock: clock,
+            options: FleetControllerService.Options(
+                interval: .milliseconds(pollInterval),
+                tuning: FleetController.Tuning(pollIntervalMilliseconds: pollInterval, stepRetryDelaySeconds: stepRetryDelay)),
+            logger: logger.labelled("capstan.controller"))
+        services.append(.init(service: controller, successTerminationBehavior: .gracefullyShutdownGroup))
         if let metricsAddress, let address = MetricsAddress(metricsAddress) {
             services.append(.init(service: Self.httpEndpoints(address, registry: registry, engine: engine, logger: logger)))
         }

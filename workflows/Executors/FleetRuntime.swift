@@ -10,6 +10,7 @@ public enum FleetRuntime {
             WorkflowDefinition(DeleteMachine.self), WorkflowDefinition(CreateCluster.self),
             WorkflowDefinition(DeleteCluster.self), WorkflowDefinition(RollingUpdate.self),
             WorkflowDefinition(InPlaceUpgrade.self), WorkflowDefinition(Remediate.self),
+            WorkflowDefinition(ChainedUpgrade.self), WorkflowDefinition(ScaleMachineDeployment.self),
         ]
     }
 

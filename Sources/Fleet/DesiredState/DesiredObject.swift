@@ -129,6 +129,13 @@ public enum DesiredSpec: Hashable, Sendable {
 public let versionCatalogAnnotation = "capstan.dev/version-catalog"
 
 extension DesiredObject {
+    /// The acted-on fields of an applied object (which `apply` validated), nil when they do
+    /// not read: what the fleet controller plans from.
+    public var desiredSpec: DesiredSpec? { typed(report: { _, _, _ in }) }
+
+    /// The object's annotations (`metadata.annotations`).
+    public var metadataAnnotations: [String: String] { annotations.compactMapValues(\.stringValue) }
+
     /// Reads the acted-on fields; each problem goes to `report(field, code, reason)`.
     func typed(report: (String, ManifestError.Code, String) -> Void) -> DesiredSpec? {
         let beta1 = apiVersion.hasSuffix("/v1beta1")

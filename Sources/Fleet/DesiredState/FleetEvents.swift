@@ -14,7 +14,8 @@ import Foundation
 //                                       interleave)
 //   fleet/cluster/<namespace>/<name>    observed facts the workflows record: ControlPlaneObserved,
 //                                       MachineObserved, MachineConditionChanged, MachineDeleted,
-//                                       RemediationDecided, RemediationSkipped, RemediationAllowed
+//                                       RemediationDecided, RemediationSkipped, RemediationAllowed,
+//                                       ControllerStartedWorkflow (the fleet controller's decisions)
 
 /// Who recorded a change and from what: the user and host that ran `apply`, the file and
 /// its SHA-256, and the applier's clock (the projection uses this time, not the commit's,
@@ -67,6 +68,9 @@ public enum FleetEvent: Hashable, Sendable {
     case remediationSkipped(namespace: String, cluster: String, check: String, reason: String, unhealthy: [String], expected: Int, atNanoseconds: Int64)
     /// A health check that had refused allows remediation again.
     case remediationAllowed(namespace: String, cluster: String, check: String, atNanoseconds: Int64)
+    /// The fleet controller started a lifecycle workflow to close a gap between desired and
+    /// observed state (recorded once the engine accepted the start).
+    case workflowStarted(namespace: String, cluster: String, workflowID: String, workflowType: String, reason: String, atNanoseconds: Int64)
 
     public static let desiredStreamPrefix = "fleet/desired/"
     public static let clusterStreamPrefix = "fleet/cluster/"
@@ -88,7 +92,8 @@ public enum FleetEvent: Hashable, Sendable {
             .machineDeleted(let namespace, let cluster, _, _),
             .remediationDecided(let namespace, let cluster, _, _, _, _, _, _),
             .remediationSkipped(let namespace, let cluster, _, _, _, _, _),
-            .remediationAllowed(let namespace, let cluster, _, _):
+            .remediationAllowed(let namespace, let cluster, _, _),
+            .workflowStarted(let namespace, let cluster, _, _, _, _):
             Self.clusterStream(namespace: namespace, cluster: cluster)
         }
     }
@@ -119,6 +124,7 @@ public enum FleetEvent: Hashable, Sendable {
         var workflowID: String?
         var machines: [String]?
         var expected: Int?
+        var workflowType: String?
     }
 
     var typeName: String {
@@ -133,6 +139,7 @@ public enum FleetEvent: Hashable, Sendable {
         case .remediationDecided: "RemediationDecided"
         case .remediationSkipped: "RemediationSkipped"
         case .remediationAllowed: "RemediationAllowed"
+        case .workflowStarted: "ControllerStartedWorkflow"
         }
     }
 
@@ -163,6 +170,9 @@ public enum FleetEvent: Hashable, Sendable {
                    expected: expected)
         case .remediationAllowed(let namespace, let cluster, let check, let at):
             Fields(namespace: namespace, cluster: cluster, atNanoseconds: at, check: check)
+        case .workflowStarted(let namespace, let cluster, let workflowID, let workflowType, let reason, let at):
+            Fields(namespace: namespace, cluster: cluster, reason: reason, atNanoseconds: at, workflowID: workflowID,
+                   workflowType: workflowType)
         }
     }
 
@@ -190,7 +200,7 @@ public enum FleetEvent: Hashable, Sendable {
     public static func decode(type: String, schemaVersion: UInt16, payload: [UInt8], position: LogPosition? = nil) throws -> FleetEvent? {
         let known = ["DesiredObjectApplied", "DesiredObjectDeleted", "ClusterUpgradeRequested", "ControlPlaneObserved",
                      "MachineObserved", "MachineConditionChanged", "MachineDeleted", "RemediationDecided", "RemediationSkipped",
-                     "RemediationAllowed"]
+                     "RemediationAllowed", "ControllerStartedWorkflow"]
         guard known.contains(type) else { return nil }
         let context = "fleet event \(type) at position \(position.map { "\($0)" } ?? "?")"
         guard schemaVersion == 1 else { throw decodeError(context, "unknown schema version \(schemaVersion)") }
@@ -237,6 +247,10 @@ public enum FleetEvent: Hashable, Sendable {
         case "RemediationAllowed":
             return .remediationAllowed(namespace: f.namespace, cluster: try need(f.cluster, "cluster"), check: try need(f.check, "check"),
                                        atNanoseconds: f.atNanoseconds ?? 0)
+        case "ControllerStartedWorkflow":
+            return .workflowStarted(namespace: f.namespace, cluster: try need(f.cluster, "cluster"),
+                                    workflowID: try need(f.workflowID, "workflowID"), workflowType: try need(f.workflowType, "workflowType"),
+                                    reason: f.reason ?? "", atNanoseconds: f.atNanoseconds ?? 0)
         default:
             return .machineDeleted(namespace: f.namespace, cluster: try need(f.cluster, "cluster"), machine: try need(f.machine, "machine"),
                                    atNanoseconds: f.atNanoseconds ?? 0)

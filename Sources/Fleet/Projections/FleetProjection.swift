@@ -35,12 +35,29 @@ public struct ObservedCluster: Hashable, Codable, Sendable {
         public var sinceNanoseconds: Int64
         /// First observed ready; kept for ever after (CAPI's `ControlPlaneInitialized`).
         public var initializedNanoseconds: Int64? = nil
+
+        public init(
+            installedVersion: KubernetesVersion?, status: String, ready: Bool, sinceNanoseconds: Int64 = 0,
+            initializedNanoseconds: Int64? = nil
+        ) {
+            self.installedVersion = installedVersion
+            self.status = status
+            self.ready = ready
+            self.sinceNanoseconds = sinceNanoseconds
+            self.initializedNanoseconds = initializedNanoseconds
+        }
     }
 
     public struct Condition: Hashable, Codable, Sendable {
         public var status: String
         public var reason: String?
         public var lastTransitionNanoseconds: Int64
+
+        public init(status: String, reason: String? = nil, lastTransitionNanoseconds: Int64 = 0) {
+            self.status = status
+            self.reason = reason
+            self.lastTransitionNanoseconds = lastTransitionNanoseconds
+        }
     }
 
     public struct Machine: Hashable, Codable, Sendable {
@@ -51,6 +68,18 @@ public struct ObservedCluster: Hashable, Codable, Sendable {
         public var sinceNanoseconds: Int64
         /// First observed (by a MachineObserved or a condition).
         public var createdNanoseconds: Int64? = nil
+
+        public init(
+            deployment: String, phase: String, version: KubernetesVersion?, conditions: [String: Condition] = [:],
+            sinceNanoseconds: Int64 = 0, createdNanoseconds: Int64? = nil
+        ) {
+            self.deployment = deployment
+            self.phase = phase
+            self.version = version
+            self.conditions = conditions
+            self.sinceNanoseconds = sinceNanoseconds
+            self.createdNanoseconds = createdNanoseconds
+        }
     }
 
     /// One remediation started (kept: the last ``remediationsKept``, enough for the rate limit).
@@ -68,6 +97,19 @@ public struct ObservedCluster: Hashable, Codable, Sendable {
     public var shortCircuited: [String]? = nil
 
     public static let remediationsKept = 32
+
+    public init(controlPlane: ControlPlane? = nil, machines: [String: Machine] = [:]) {
+        self.controlPlane = controlPlane
+        self.machines = machines
+    }
+
+    /// The stored observation of a cluster (empty when nothing was recorded yet).
+    ///
+    /// - Throws: reader errors; a projection that does not decode.
+    public static func stored(_ reader: EventLogReader, namespace: String, cluster: String) throws -> ObservedCluster {
+        guard let bytes = try reader.state(forKey: FleetStateKey.observed(namespace, cluster)) else { return ObservedCluster() }
+        return try JSONDecoder().decode(ObservedCluster.self, from: Data(bytes))
+    }
 }
 
 /// One line of a cluster's audit timeline: what changed, by whom, when.
@@ -133,6 +175,8 @@ public enum FleetProjection {
                 }
                 fold(event, into: &observed)
                 set(key, FleetEvent.encode(observed))
+                set(auditKey(namespace, cluster, at, "o", revision), FleetEvent.encode(audit))
+            case .workflowStarted(let namespace, let cluster, _, _, _, let at):
                 set(auditKey(namespace, cluster, at, "o", revision), FleetEvent.encode(audit))
             }
         }
@@ -220,6 +264,8 @@ public enum FleetProjection {
                               actor: actor)
         case .remediationAllowed(_, _, let check, let at):
             return AuditEntry(atNanoseconds: at, event: event.typeName, summary: "MachineHealthCheck \(check): remediation allowed again",
+        case .workflowStarted(_, _, let workflowID, let workflowType, let reason, let at):
+            return AuditEntry(atNanoseconds: at, event: event.typeName, summary: "started \(workflowType) \(workflowID): \(reason)",
                               actor: actor)
         }
     }

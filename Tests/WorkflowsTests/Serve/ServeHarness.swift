@@ -88,6 +88,8 @@ actor ServeSupervisor {
     private var current: ServeProcess?
     private(set) var kills = 0
     private(set) var starts = 0
+    /// The size of the log when the current process was started.
+    private(set) var lastStartLogOffset = 0
 
     init(executable: String, arguments: [String], logPath: String) {
         self.executable = executable
@@ -98,6 +100,8 @@ actor ServeSupervisor {
     /// Starts serve unless it runs.
     func ensureRunning() throws {
         if let current, current.isRunning { return }
+        // The previous process is gone: what the log holds from here on is the new one's.
+        lastStartLogOffset = ((try? FileManager.default.attributesOfItem(atPath: logPath))?[.size] as? NSNumber)?.intValue ?? 0
         current = try ServeProcess(executable: executable, arguments: arguments, logPath: logPath)
         starts += 1
     }
@@ -128,6 +132,19 @@ actor ServeSupervisor {
             killNow()
         }
         try ensureRunning()
+    }
+
+    /// Waits (bounded) until the current process's log has a line ending with `marker`, e.g.
+    /// until it runs its services: SIGTERM before that ends a starting process with status 15.
+    func waitForCurrentLog(_ marker: String, timeout: Duration = .seconds(120)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let bytes = (try? Data(contentsOf: URL(fileURLWithPath: logPath))) ?? Data()
+            let text = String(decoding: bytes.dropFirst(lastStartLogOffset), as: UTF8.self)
+            if text.split(separator: "\n").contains(where: { $0.hasSuffix(marker) }) { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw ServeTestError("serve's log has no line ending with \(marker) within \(timeout)")
     }
 
     /// The last lines of serve's standard error, for failure reports.
