@@ -112,6 +112,9 @@ public struct DesiredFleet: Sendable {
 
     public init() {}
 
+    /// The namespaces folded so far.
+    public var namespaceNames: [String] { namespaces.keys.sorted() }
+
     /// The revision of `namespace`'s desired stream folded so far (nil: none).
     public func revision(of namespace: String) -> UInt64? { namespaces[namespace]?.revision }
 

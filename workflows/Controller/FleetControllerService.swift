@@ -1,6 +1,6 @@
 // The fleet controller as `capstan serve` runs it: level-triggered, like a Kubernetes
-// controller. It folds the desired-state streams (all of them at start-up, then by tailing
-// the log), and on every desired change and every tick reconciles each cluster: read the
+// controller. It folds the desired-state streams (all of them at start-up, then what each
+// gains, read from those streams only, never the engine's events), and on every desired change and every tick reconciles each cluster: read the
 // lifecycle workflows running for it, observe it, record what changed, plan
 // (``FleetController/plan(desired:observed:running:tuning:)``, pure) and start what closes
 // the gap. Exactly-once starts come from the engine, not from memory here: the ids derive
@@ -73,50 +73,60 @@ public actor FleetControllerService: Service {
 
     private func loop() async throws {
         // Everything desired so far, before planning anything (a partial fold could plan a
-        // create for a cluster deleted later in the log).
-        let caughtUp = try log.reader.lastPosition()
-        var folded = DesiredFleet()
-        try log.reader.scan(after: .start, through: caughtUp) { recorded in
-            try folded.fold(recorded)
-            return true
-        }
-        fleet = folded
+        // create for a cluster deleted later in the stream).
+        try refreshDesired()
         logger.info("controller.started", metadata: ["controller.clusters": "\(fleet.clusters.count)"])
-        let reader = log.reader
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for try await recorded in reader.tail(after: caughtUp)
-                where recorded.streamID.rawValue.hasPrefix(FleetEvent.desiredStreamPrefix) {
-                    try await self.fold(recorded)
-                }
-            }
-            group.addTask {
-                while !Task.isCancelled {
-                    try await self.reconcileAll()
-                    try await self.waitForWork()
-                }
-            }
-            try await group.next()
-            group.cancelAll()
+        while !Task.isCancelled {
+            try await reconcileAll()
+            try await waitForWork()
         }
     }
 
-    private func fold(_ recorded: RecordedEvent) throws {
-        try fleet.fold(recorded)
-        dirty = true
+    /// The namespaces with desired state: those holding applied objects, and those of
+    /// clusters observed (a deleted cluster's namespace may hold nothing else).
+    private func namespaces() throws -> Set<String> {
+        var result = Set(fleet.namespaceNames)
+        for prefix in [FleetStateKey.objectPrefix, FleetStateKey.observedPrefix] {
+            for (key, _) in try log.reader.stateEntries(withPrefix: prefix) {
+                if let namespace = key.dropFirst(prefix.count).split(separator: "/").first { result.insert(String(namespace)) }
+            }
+        }
+        return result
     }
 
-    /// Returns after the interval, or sooner when desired state changed.
+    /// Folds what the desired streams gained since the last fold (reading only those streams,
+    /// never the engine's events). Returns whether anything was folded.
+    @discardableResult
+    private func refreshDesired(_ known: Set<String>? = nil) throws -> Bool {
+        var changed = false
+        for namespace in try known ?? namespaces() {
+            let stream = FleetEvent.desiredStream(namespace)
+            guard let revision = try log.reader.streamRevision(stream) else { continue }
+            let folded = fleet.revision(of: namespace)
+            if let folded, folded >= revision.rawValue { continue }
+            let from = folded.map { StreamRevision($0 + 1) } ?? StreamRevision(0)
+            for recorded in try log.reader.readStream(stream, from: from) { try fleet.fold(recorded) }
+            changed = true
+        }
+        if changed { dirty = true }
+        return changed
+    }
+
+    /// Returns after the interval, or sooner when a known namespace's desired state changed
+    /// (new namespaces are found at the next pass).
     private func waitForWork() async throws {
         let deadline = ContinuousClock.now + options.interval
         let step = min(options.interval, .milliseconds(25))
+        let known = Set(fleet.namespaceNames)
         while !dirty, ContinuousClock.now < deadline {
             try await Task.sleep(for: step)
+            try refreshDesired(known)
         }
     }
 
     /// One pass over every cluster.
     func reconcileAll() async throws {
+        try refreshDesired()
         dirty = false
         passes += 1
         let clusters = fleet.clusters
