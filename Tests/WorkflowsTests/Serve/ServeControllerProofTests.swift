@@ -141,7 +141,8 @@ import Workflows
         try fleet.write(toFile: work + "/fleet.yaml", atomically: true, encoding: .utf8)
         try await supervisor.ensureRunning()
         let chaos = Task {
-            if scenario.chaos { try await supervisor.chaos(seed: seed, lifetimeMilliseconds: 150...450) }
+            if scenario.chaos { try await supervisor.chaos(
+                    seed: seed, lifetimeMilliseconds: 150...450, afterLogLine: "[Workflows] controller.started") }
         }
         let apply = try await runCapstan(["apply", "-f", "catalog.yaml", "-f", "fleet.yaml", "--data-dir", data], in: work)
         #expect(apply.status == 0, "apply: \(apply.stderr)")

@@ -147,6 +147,23 @@ actor ServeSupervisor {
         throw ServeTestError("serve's log has no line ending with \(marker) within \(timeout)")
     }
 
+    /// Like ``chaos(seed:lifetimeMilliseconds:)``, but each lifetime starts once the process's
+    /// log shows `marker` (it runs its services): on a loaded machine a start-up can take longer
+    /// than a lifetime, and kills counted from the spawn would then never let it work.
+    func chaos(seed: UInt64, lifetimeMilliseconds: ClosedRange<Int>, afterLogLine marker: String) async throws {
+        var random = SplitMix64(seed: seed)
+        while !Task.isCancelled {
+            try ensureRunning()
+            try? await waitForCurrentLog(marker, timeout: .seconds(120))
+            let span = UInt64(lifetimeMilliseconds.upperBound - lifetimeMilliseconds.lowerBound + 1)
+            let lifetime = lifetimeMilliseconds.lowerBound + Int(random.next() % span)
+            try? await Task.sleep(for: .milliseconds(lifetime))
+            if Task.isCancelled { break }
+            killNow()
+        }
+        try ensureRunning()
+    }
+
     /// The last lines of serve's standard error, for failure reports.
     nonisolated func logTail(lines: Int = 30) -> String {
         let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
