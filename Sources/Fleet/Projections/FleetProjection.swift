@@ -264,6 +264,7 @@ public enum FleetProjection {
                               actor: actor)
         case .remediationAllowed(_, _, let check, let at):
             return AuditEntry(atNanoseconds: at, event: event.typeName, summary: "MachineHealthCheck \(check): remediation allowed again",
+                              actor: actor)
         case .workflowStarted(_, _, let workflowID, let workflowType, let reason, let at):
             return AuditEntry(atNanoseconds: at, event: event.typeName, summary: "started \(workflowType) \(workflowID): \(reason)",
                               actor: actor)
