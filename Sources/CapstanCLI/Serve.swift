@@ -147,12 +147,11 @@ struct Serve: AsyncParsableCommand {
         let fleetInbox = try EventLogReader(directory: EventLogStore.inboxDirectory(of: directory), logger: logger)
         services.append(.init(service: FleetInboxService(log: log, inbox: fleetInbox), successTerminationBehavior: .gracefullyShutdownGroup))
         // The fleet controller: desired state in, lifecycle workflows out.
+        let tuning = FleetController.Tuning(pollIntervalMilliseconds: pollInterval, stepRetryDelaySeconds: stepRetryDelay)
         let controller = FleetControllerService(
             log: log, engine: engine, observer: FleetObserver(executors: executors), clock: clock,
-            options: FleetControllerService.Options(
-                interval: .milliseconds(pollInterval),
-                tuning: FleetController.Tuning(pollIntervalMilliseconds: pollInterval, stepRetryDelaySeconds: stepRetryDelay)),
-            logger: logger.labelled("capstan.controller"))
+            options: FleetControllerService.Options(interval: .milliseconds(pollInterval), tuning: tuning),
+            healthChecks: HealthCheckRemediation.seam(log: log, tuning: tuning), logger: logger.labelled("capstan.controller"))
         services.append(.init(service: controller, successTerminationBehavior: .gracefullyShutdownGroup))
         if let metricsAddress, let address = MetricsAddress(metricsAddress) {
             services.append(.init(service: Self.httpEndpoints(address, registry: registry, engine: engine, logger: logger)))

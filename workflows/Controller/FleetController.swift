@@ -52,7 +52,7 @@ public enum FleetController {
     /// One lifecycle workflow per cluster at a time.
     public static func uniqueKey(namespace: String, name: String) -> String { "cluster/\(namespace)/\(name)" }
 
-    static let verbs = ["create", "delete", "upgrade", "scale", "rollout"]
+    static let verbs = ["create", "delete", "upgrade", "scale", "rollout", HealthCheckRemediation.verb]
 
     /// Whether `workflowID` (or a child of it, whose id starts with its parent's) is one of the
     /// controller's lifecycle workflows of cluster `namespace/name`.
@@ -63,6 +63,8 @@ public enum FleetController {
     /// Whether `workflowID` is a lifecycle workflow the controller starts (not a child of one).
     public static func isTopLevel(_ workflowID: String) -> Bool {
         let parts = workflowID.split(separator: "/", omittingEmptySubsequences: false)
+        // `remediate/<ns>/<name>/<machine>`: named after the machine it replaces.
+        if parts.first.map(String.init) == HealthCheckRemediation.verb { return parts.count == 4 }
         guard let verb = parts.first, let last = parts.last, last.hasPrefix("r"), UInt64(last.dropFirst()) != nil else { return false }
         switch verb {
         case "create", "delete", "upgrade": return parts.count == 4

@@ -17,8 +17,9 @@ public actor FleetControllerService: Service {
     /// The seam for health checks (the remediation side): given a cluster that has nothing
     /// else to do (no lifecycle workflow running, control plane ready, not paused), what it
     /// observed and the time, the remediation workflows to start (ids derived from what they
-    /// remedy, the cluster's unique key, as ``FleetController/Start``).
-    public typealias HealthChecks = @Sendable (DesiredCluster, ObservedCluster, Timestamp) -> [FleetController.Start]
+    /// remedy, the cluster's unique key, as ``FleetController/Start``) and the facts to record
+    /// (``HealthCheckRemediation/seam(log:tuning:rateLimit:)`` is the one serve uses).
+    public typealias HealthChecks = @Sendable (DesiredCluster, ObservedCluster, Timestamp) -> HealthCheckActions
 
     public struct Options: Sendable {
         /// Between two reconciles of every cluster when nothing changes.
@@ -171,31 +172,41 @@ public actor FleetControllerService: Service {
         if starts.isEmpty, running.isEmpty, !cluster.deleted, !cluster.paused, observed.controlPlane?.ready == true,
             let healthChecks
         {
-            starts = healthChecks(cluster, observed, clock.now())
+            let actions = healthChecks(cluster, observed, clock.now())
+            if !actions.facts.isEmpty { _ = try await FleetRecorder.recordObserved(actions.facts, actor: Self.actor, to: log) }
+            for start in actions.starts {
+                if try await self.start(start, cluster: cluster), let fact = actions.onStarted[start.workflowID] {
+                    _ = try await FleetRecorder.recordObserved([fact], actor: Self.actor, to: log)
+                }
+            }
+            return
         }
         for start in starts { try await self.start(start, cluster: cluster) }
     }
 
-    private func start(_ start: FleetController.Start, cluster: DesiredCluster) async throws {
+    /// Starts `start`; false when the engine refused it (already acted on, or the cluster busy).
+    @discardableResult
+    private func start(_ start: FleetController.Start, cluster: DesiredCluster) async throws -> Bool {
         do {
             try await engine.start(workflowID: start.workflowID, type: start.type, input: start.input, uniqueKey: start.uniqueKey)
         } catch let error as EngineError where error.code == .workflowExists {
             // The change was acted on already (before a restart, or a moment ago): normal.
             logger.debug("controller.start.refused", metadata: ["workflow": "\(start.workflowID)", "reason": "\(error.code)"])
             try await ensureAudited(start.workflowID, type: start.type, reason: start.reason, cluster: cluster)
-            return
+            return false
         } catch let error as EngineError where error.code == .alreadyRunning {
             // The change was acted on already (before a restart, or a moment ago), or another
             // lifecycle workflow holds the cluster: normal, the next pass sees the new level.
             logger.debug("controller.start.refused", metadata: ["workflow": "\(start.workflowID)", "reason": "\(error.code)"])
-            return
+            return false
         } catch let error as EngineError where error.code == .stopped {
-            return
+            return false
         }
         logger.info(
             "controller.started.workflow",
             metadata: ["workflow": "\(start.workflowID)", "type": "\(start.type)", "reason": "\(start.reason)"])
         try await recordDecision(start.workflowID, type: start.type, reason: start.reason, cluster: cluster)
+        return true
     }
 
     private func recordDecision(_ id: String, type: String, reason: String, cluster: DesiredCluster) async throws {

@@ -59,3 +59,21 @@ extension HealthChecks {
         return checks
     }
 }
+
+extension ClusterSummary {
+    /// A cluster as the health checks see it: `observed` alone (the desired side left empty).
+    public init(namespace: String, name: String, paused: Bool, observed: ObservedCluster) {
+        var controlPlane = ControlPlane(ready: observed.controlPlane?.ready ?? false)
+        controlPlane.installedVersion = observed.controlPlane?.installedVersion
+        controlPlane.status = observed.controlPlane?.status
+        controlPlane.initializedNanoseconds = observed.controlPlane?.initializedNanoseconds
+        self.init(
+            namespace: namespace, name: name, paused: paused, versionCatalog: "", controlPlane: controlPlane, deployments: [],
+            machines: observed.machines.sorted { $0.key < $1.key }.map {
+                Machine(
+                    name: $0.key, deployment: $0.value.deployment, phase: $0.value.phase, version: $0.value.version,
+                    conditions: $0.value.conditions, createdNanoseconds: $0.value.createdNanoseconds)
+            },
+            remediations: observed.remediations, shortCircuitedChecks: observed.shortCircuited)
+    }
+}
