@@ -32,7 +32,8 @@ struct Demo: AsyncParsableCommand {
             never writes into a real log) must be new or empty.
 
             Exit codes: 0 the demo ran and every effect happened once; 1 a check failed (an \
-            effect applied twice, a workflow failed or did not finish); 2 the demo could not run.
+            effect applied twice, a workflow failed or did not finish); otherwise `error: …` \
+            says why the demo could not run (a data directory that is not empty, say).
 
             Examples:
               capstan demo
@@ -223,33 +224,34 @@ final class DemoRun {
             say("   skipped: \(reason)")
             return false
         }
-        var last: [String: String] = [:]
-        let deadline = ContinuousClock.now + .seconds(300)
-        while true {
-            creates = try lifecycleWorkflows(type: CreateCluster.type)
-            let fleet = try FleetView.clusters(reader!)
-            for cluster in fleet {
+        var watch = DemoWatch()
+        var endedAt: ContinuousClock.Instant?
+        let finished = try await watch.run(self, timeout: .seconds(300)) {
+            creates = try self.lifecycleWorkflows(type: CreateCluster.type)
+            var lines: [String: DemoWatch.Line] = [:]
+            for cluster in try FleetView.clusters(self.reader!) {
                 let key = "\(cluster.namespace)/\(cluster.name)"
-                let workflow = creates[key]
                 let ready = cluster.deployments.reduce(0) { $0 + $1.readyMachines }
                 let desired = cluster.deployments.reduce(0) { $0 + $1.replicas }
-                var line = "control plane \(cluster.controlPlane.installedVersion?.description ?? "-") "
+                let text = "control plane \(cluster.controlPlane.installedVersion?.description ?? "-") "
                     + "\(cluster.controlPlane.status ?? "not observed"), workers \(ready)/\(desired) ready"
-                if let workflow {
-                    line += "; \(workflow.record.type) \(workflow.record.status.rawValue)"
-                    if workflow.record.status == .running && !workflow.view.waitingOn.isEmpty { line += " (\(workflow.view.waitingOn))" }
+                var line = DemoWatch.Line(text: text)
+                if let workflow = creates[key] {
+                    line.text += "; \(workflow.record.type) \(workflow.record.status.rawValue)"
+                    if workflow.record.status == .running {
+                        line.wait = workflow.view.waitingOn
+                        line.since = workflow.view.since
+                    }
                 }
-                if last[key] != line {
-                    last[key] = line
-                    say("   [\(elapsed())] \(cluster.name): \(line)")
-                }
+                lines[cluster.name] = line
             }
-            if clusters.allSatisfy({ creates[$0]?.record.isFinished == true }) { break }
-            guard ContinuousClock.now < deadline else {
-                fail("provision", "the clusters were not provisioned within 300 s")
-                return false
-            }
-            try await Task.sleep(for: .milliseconds(250))
+            // Done once every CreateCluster ended and the observed fleet shows it all.
+            let ended = clusters.allSatisfy { creates[$0]?.record.isFinished == true }
+            return (lines, try ended && self.settled(at: nil, since: &endedAt))
+        }
+        guard finished else {
+            fail("provision", "the clusters were not provisioned within 300 s")
+            return false
         }
         let failed = creates.values.filter { $0.record.status != .completed }
         if !failed.isEmpty {
@@ -276,54 +278,47 @@ final class DemoRun {
             }
         }
         let clusters = DemoFleet.clusters.map { "\(DemoFleet.namespace)/\($0.name)" }
-        var last: [String: String] = [:]
         var killed = false
-        let deadline = ContinuousClock.now + .seconds(400)
-        while true {
-            let chains = try lifecycleWorkflows(type: ChainedUpgrade.type)
-            let fleet = try FleetView.clusters(reader!)
-            for cluster in fleet {
+        var chains: [String: WorkflowStatusReport] = [:]
+        var watch = DemoWatch()
+        var endedAt: ContinuousClock.Instant?
+        let finished = try await watch.run(self, timeout: .seconds(400)) {
+            chains = try self.lifecycleWorkflows(type: ChainedUpgrade.type)
+            var lines: [String: DemoWatch.Line] = [:]
+            var midway: String?
+            for cluster in try FleetView.clusters(self.reader!) {
                 let key = "\(cluster.namespace)/\(cluster.name)"
                 guard let chain = chains[key] else { continue }
                 let total = cluster.deployments.reduce(0) { $0 + $1.replicas }
                 let rolled = cluster.deployments.reduce(0) { $0 + ($1.versions[DemoFleet.targetVersion] ?? 0) }
-                var line: String
-                var wait = ""
-                if let progress = try? chain.progress(as: ChainedUpgrade.Progress.self) {
-                    line = "step \(progress.step)/\(progress.steps) \(progress.description.isEmpty ? "planning" : progress.description)"
-                        + ", control plane \(progress.controlPlaneVersion ?? "-"), machines \(rolled)/\(total) at "
-                        + "\(DemoFleet.targetVersion), \(progress.phase.rawValue)"
-                    if !progress.waitingOn.isEmpty {
-                        line += " waiting on \(progress.waitingOn)"
-                        if let since = progress.since {
-                            let now = Timestamp(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9))
-                            wait = " (for \(demoSeconds(now.duration(since: since))) s)"
-                        }
-                    }
-                    if let reason = progress.reason { line += " [\(reason)]" }
-                } else {
-                    line = "\(chain.record.type) \(chain.record.status.rawValue)"
+                let machines = "machines \(rolled)/\(total) at \(DemoFleet.targetVersion)"
+                let progress = try? chain.progress(as: ChainedUpgrade.Progress.self)
+                if chain.record.isFinished || progress == nil {
+                    let installed = cluster.controlPlane.installedVersion?.description ?? "-"
+                    lines[cluster.name] = DemoWatch.Line(
+                        text: "\(chain.record.type) \(chain.record.status.rawValue): control plane \(installed), \(machines)")
+                    continue
                 }
-                if last[key] != line {
-                    last[key] = line
-                    say("   [\(elapsed())] \(cluster.name): \(line)\(wait)")
-                }
-                if !killed, chain.record.status == .running,
-                    let progress = try? chain.progress(as: ChainedUpgrade.Progress.self), progress.step >= 2
-                {
-                    killed = true
-                    try await crashAndRestart(during: "\(cluster.name) step \(progress.step)/\(progress.steps)")
-                }
+                guard let progress else { continue }
+                var text = "step \(progress.step)/\(progress.steps) \(progress.description.isEmpty ? "planning" : progress.description)"
+                    + " (\(progress.phase.rawValue)), control plane \(progress.controlPlaneVersion ?? "-"), \(machines)"
+                if let reason = progress.reason { text += " [\(reason)]" }
+                lines[cluster.name] = DemoWatch.Line(
+                    text: text, wait: progress.waitingOn.isEmpty ? nil : progress.waitingOn, since: progress.since ?? chain.view.since)
+                if !killed, progress.step >= 2 { midway = "\(cluster.name) step \(progress.step)/\(progress.steps)" }
             }
-            if clusters.allSatisfy({ chains[$0]?.record.isFinished == true }) { break }
-            guard ContinuousClock.now < deadline else {
-                fail("upgrade", "the upgrades did not finish within 400 s")
-                return false
+            if let midway {
+                killed = true
+                return (lines, false, { try await self.crashAndRestart(during: midway) })
             }
-            try await Task.sleep(for: .milliseconds(250))
+            let ended = clusters.allSatisfy { chains[$0]?.record.isFinished == true }
+            return (lines, try ended && self.settled(at: DemoFleet.targetVersion, since: &endedAt), nil)
+        }
+        guard finished else {
+            fail("upgrade", "the upgrades did not finish within 400 s")
+            return false
         }
         if !killed { fail("crash", "the upgrade ended before the demo could SIGKILL serve midway") }
-        let chains = try lifecycleWorkflows(type: ChainedUpgrade.type)
         let failed = chains.values.filter { $0.record.status != .completed }
         if !failed.isEmpty {
             fail("upgrade", failed.map { "\($0.record.workflowID) \($0.record.status.rawValue): \($0.record.result ?? "")" }
@@ -332,6 +327,42 @@ final class DemoRun {
         }
         record("upgrade", "done", "\(clusters.count) clusters at \(DemoFleet.targetVersion)")
         return true
+    }
+
+    /// After the workflows ended: whether the observation caught up (serve observes the
+    /// clusters on its own tick), waiting at most 20 s, after which the demo goes on and says so.
+    private func settled(at version: String?, since endedAt: inout ContinuousClock.Instant?) throws -> Bool {
+        if try fleetSettled(at: version) { return true }
+        let now = ContinuousClock.now
+        guard let ended = endedAt else {
+            endedAt = now
+            return false
+        }
+        guard now - ended >= .seconds(20) else { return false }
+        say("   note: 20 s after the workflows ended, serve's observation of the fleet still differs from the desired state")
+        return true
+    }
+
+    /// Whether the observed fleet shows every cluster's control plane ready (at `version`
+    /// when given) and exactly its replicas of machines, all ready (at `version`).
+    private func fleetSettled(at version: String?) throws -> Bool {
+        try FleetView.clusters(reader!).allSatisfy { cluster in
+            let controlPlane = cluster.controlPlane
+            guard controlPlane.ready, version == nil || controlPlane.installedVersion?.description == version else { return false }
+            return cluster.deployments.allSatisfy { deployment in
+                deployment.machines == deployment.replicas && deployment.readyMachines == deployment.replicas
+                    && (version == nil || deployment.versions[version!] == deployment.replicas)
+            }
+        }
+    }
+
+    /// The engine's wording of a wait, with a timer's instant as seconds from now.
+    static func readable(_ waitingOn: String) -> String {
+        guard let range = waitingOn.range(of: #"fires at -?[0-9]+ns"#, options: .regularExpression) else { return waitingOn }
+        let digits = waitingOn[range].dropFirst("fires at ".count).dropLast(2)
+        guard let at = Int64(digits) else { return waitingOn }
+        let seconds = Double(at - Int64(Date().timeIntervalSince1970 * 1e9)) / 1e9
+        return waitingOn.replacingCharacters(in: range, with: "fires in \(formatted(max(0, seconds), digits: 0)) s")
     }
 
     /// SIGKILL serve wherever it is, then start it again: the log and its snapshots are all it needs.
@@ -360,8 +391,9 @@ final class DemoRun {
         }
         let cluster = DemoFleet.clusters[0]
         let fleet = try FleetView.clusters(reader!, namespace: DemoFleet.namespace)
-        guard let machine = fleet.first(where: { $0.name == cluster.name })?.machines.first?.name else {
-            fail("remediation", "no observed machine of \(cluster.name) to make unhealthy")
+        let observed = fleet.first(where: { $0.name == cluster.name })?.machines ?? []
+        guard let machine = observed.first(where: { $0.conditions["Ready"]?.status == "True" })?.name else {
+            fail("remediation", "no ready machine of \(cluster.name) observed to make unhealthy")
             return
         }
         let before = Set(try workflows(type: remediateType).map(\.report.record.workflowID))
@@ -452,7 +484,7 @@ final class DemoRun {
         let starts = startedLines()
         let child = try DemoChild(
             executable,
-            ["serve", "--data-dir", directory, "--kubeconfig", sim!.managementKubeconfigPath, "--log-level", "info"],
+            ["serve", "--data-dir", directory, "--kubeconfig", sim!.managementKubeconfigPath, "--log-level", "info", "--poll-interval", "250"],
             output: serveLog, error: serveLog, append: true)
         serve = child
         summary.serveStarts += 1
@@ -519,6 +551,9 @@ final class DemoRun {
         if json { printError(line) } else { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
     }
 
+    /// A timeline line: `   [ 12.3 s] text`.
+    func sayAt(_ text: String) { say("   [\(elapsed())] \(text)") }
+
     private func elapsed() -> String {
         let text = demoSeconds(ContinuousClock.now - began)
         return String(repeating: " ", count: max(0, 5 - text.count)) + text + " s"
@@ -567,5 +602,63 @@ final class DemoRun {
             }
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+}
+
+/// Prints one line per cluster whenever it changes (as `--watch` does when piped), and again
+/// every few seconds while it waits, with how long the current wait has lasted.
+struct DemoWatch {
+    struct Line {
+        var text: String
+        /// What it waits on, in the engine's words.
+        var wait: String? = nil
+        /// Since when the current wait lasts.
+        var since: Timestamp? = nil
+
+        /// What counts as a change: the wait without its numbers (a poll's counter, a
+        /// timer's instant), so a poll loop is one line, not one per poll.
+        var key: String {
+            text + (wait.map { " " + $0.replacingOccurrences(of: #"[0-9]+"#, with: "#", options: .regularExpression) } ?? "")
+        }
+    }
+    private var last: [String: (text: String, at: ContinuousClock.Instant)] = [:]
+    static let heartbeat: Duration = .seconds(5)
+
+    /// Polls `poll` until it says done (true) or `timeout` passes (false). `poll` may return
+    /// an action to run before the next poll.
+    mutating func run(
+        _ demo: DemoRun, timeout: Duration,
+        _ poll: () async throws -> (lines: [String: Line], done: Bool, then: (() async throws -> Void)?)
+    ) async throws -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let (lines, done, then) = try await poll()
+            for (name, line) in lines.sorted(by: { $0.key < $1.key }) {
+                let now = ContinuousClock.now
+                let previous = last[name]
+                guard previous?.text != line.key || now - previous!.at >= Self.heartbeat else { continue }
+                var shown = line.text
+                if let wait = line.wait { shown += ", waiting on \(DemoRun.readable(wait))" }
+                if let since = line.since {
+                    let waited = Timestamp(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9)).duration(since: since)
+                    if waited >= .seconds(1) { shown += " (for \(demoSeconds(waited)) s)" }
+                }
+                last[name] = (line.key, now)
+                demo.sayAt("\(name): \(shown)")
+            }
+            if let then { try await then() }
+            if done { return true }
+            guard ContinuousClock.now < deadline else { return false }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+    }
+
+    mutating func run(
+        _ demo: DemoRun, timeout: Duration, _ poll: () async throws -> (lines: [String: Line], done: Bool)
+    ) async throws -> Bool {
+        try await run(demo, timeout: timeout) {
+            let (lines, done) = try await poll()
+            return (lines, done, nil)
+        }
     }
 }
