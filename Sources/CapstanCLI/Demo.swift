@@ -501,7 +501,8 @@ final class DemoRun {
         let starts = startedLines()
         let child = try DemoChild(
             executable,
-            ["serve", "--data-dir", directory, "--kubeconfig", sim!.managementKubeconfigPath, "--log-level", "info", "--poll-interval", "250"],
+            ["serve", "--data-dir", directory, "--kubeconfig", sim!.managementKubeconfigPath, "--log-level", "info"]
+                + Self.quickPolls,
             output: serveLog, error: serveLog, append: true)
         serve = child
         summary.serveStarts += 1
@@ -515,6 +516,13 @@ final class DemoRun {
         }
         say("   [\(elapsed())] capstan serve running as pid \(child.pid) (its log: \(serveLog))")
     }
+
+    /// Serve's reconcile and workflow polls every 250 ms (kube-sim answers at once), when this
+    /// build's serve has the option.
+    static let quickPolls: [String] = {
+        let option = ["--poll-interval", "250"]
+        return (try? Serve.parse(["--kubeconfig", "-"] + option)) == nil ? [] : option
+    }()
 
     private func stopServe() async -> Int32? {
         guard let serve, serve.isRunning else { return nil }
