@@ -399,8 +399,14 @@ final class DemoRun {
         }
         let cluster = DemoFleet.clusters[0]
         let fleet = try FleetView.clusters(reader!, namespace: DemoFleet.namespace)
-        let observed = fleet.first(where: { $0.name == cluster.name })?.machines ?? []
-        guard let machine = observed.first(where: { $0.conditions["Ready"]?.status == "True" })?.name else {
+        // The newest Ready machine: right after an upgrade the projection may still list a
+        // replaced machine whose Node is gone (the controller records its deletion next pass).
+        let ready = (fleet.first(where: { $0.name == cluster.name })?.machines ?? []).filter {
+            $0.phase == "Running" && $0.conditions["Ready"]?.status == "True"
+        }
+        guard let machine = ready.max(by: {
+            (MachineNaming.ordinal(of: $0.name, deployment: $0.deployment) ?? 0) < (MachineNaming.ordinal(of: $1.name, deployment: $1.deployment) ?? 0)
+        })?.name else {
             fail("remediation", "no ready machine of \(cluster.name) observed to make unhealthy")
             return
         }
