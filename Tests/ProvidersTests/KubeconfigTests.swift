@@ -179,10 +179,6 @@ private func kubeconfig(cluster: String, user: String, context: String = "", cur
                 "users[0].user.tokenFile", .invalidValue
             ),
             (
-                kubeconfig(cluster: "    server: https://h:1", user: "    exec:\n      command: sekrit-helper"),
-                "users[0].user.exec", .invalidValue
-            ),
-            (
                 kubeconfig(cluster: "    server: https://h:1", user: "    token: sekrit").replacingOccurrences(
                     of: "- name: u1\n", with: "- nome: u1\n"),
                 "users[0].name", .missingField
@@ -208,6 +204,48 @@ private func kubeconfig(cluster: String, user: String, context: String = "", cur
             ("- just a list", "", .malformed),
         ])
     func errorsNameFileAndField(text: String, field: String, code: KubeconfigError.Code) throws {
+        try errorNamesFileAndField(text: text, field: field, code: code)
+    }
+
+    /// Goal (issue 12): an `exec` user in a context nobody uses does not reject the file, as with
+    /// kubectl; choosing that context is the error, naming the field. (Before, parsing threw.)
+    @Test("Kubeconfig: exec: an exec user in an unused context is no error; choosing it is")
+    func execUserInUnusedContext() throws {
+        let text = """
+            apiVersion: v1
+            kind: Config
+            clusters:
+            - name: c1
+              cluster:
+                server: https://h:1
+            users:
+            - name: cloud
+              user:
+                exec:
+                  apiVersion: client.authentication.k8s.io/v1
+                  command: sekrit-helper
+            - name: u1
+              user:
+                token: sekrit
+            contexts:
+            - name: cloud
+              context: {cluster: c1, user: cloud}
+            - name: ctx
+              context: {cluster: c1, user: u1, namespace: team-a}
+            current-context: ctx
+            """
+        let config = try Kubeconfig.parse(text, source: "/etc/capstan/mixed.kubeconfig", baseDirectory: "/")
+        let connection = try config.connection()
+        #expect(connection.token?.exposedString == "sekrit")
+        #expect(connection.namespace == "team-a")
+        let error = #expect(throws: KubeconfigError.self) { _ = try config.connection(context: "cloud") }
+        #expect(error?.code == .invalidValue)
+        #expect(error?.fieldPath == "users[0].user.exec")
+        #expect(error.map { "\($0)" }?.contains("/etc/capstan/mixed.kubeconfig") == true)
+        #expect(error.map { "\($0)" }?.contains("sekrit") == false)
+    }
+
+    private func errorNamesFileAndField(text: String, field: String, code: KubeconfigError.Code) throws {
         let error = #expect(throws: KubeconfigError.self) {
             _ = try Kubeconfig.parse(text, source: "/etc/capstan/bad.kubeconfig", baseDirectory: "/")
         }

@@ -37,6 +37,19 @@ public struct Kubeconfig: Sendable, CustomStringConvertible {
         public var clientCertificate: PEMSource?
         public var clientKey: PEMSource?
 
+        /// Set when the user authenticates in a way this client does not support (`exec`,
+        /// `auth-provider`, basic auth): the field path and the reason. Such a user is an error
+        /// only when a context that uses it is chosen, as with kubectl, not when the file is read.
+        public var unsupported: (fieldPath: String, reason: String)? {
+            get { unsupportedField.map { ($0, unsupportedReason) } }
+            set {
+                unsupportedField = newValue?.fieldPath
+                unsupportedReason = newValue?.reason ?? ""
+            }
+        }
+        var unsupportedField: String?
+        var unsupportedReason = ""
+
         /// Whether this user authenticates with anything secret (token, tokenFile or client certificate/key).
         public var hasCredentials: Bool { token != nil || clientCertificate != nil || clientKey != nil }
     }
@@ -111,6 +124,11 @@ public struct Kubeconfig: Sendable, CustomStringConvertible {
         guard let cluster = clusters.first(where: { $0.name == context.cluster }),
             let user = users.first(where: { $0.name == context.user })
         else { preconditionFailure("kubeconfig references were validated at parse time") }
+        if let unsupported = user.unsupported {
+            throw KubeconfigError(
+                code: .invalidValue, file: source, fieldPath: unsupported.fieldPath,
+                reason: "\(unsupported.reason) (context \"\(context.name)\" uses user \"\(user.name)\")")
+        }
         return ClusterConnection(
             server: cluster.server, certificateAuthority: cluster.certificateAuthority,
             insecureSkipTLSVerify: cluster.insecureSkipTLSVerify,
@@ -310,9 +328,8 @@ private struct KubeconfigReader {
         let name = try name(item, path)
         let body = try body(item, "user", path)
         let base = "\(path).user"
-        for unsupported in ["exec", "auth-provider", "username", "password"] where body[unsupported] != nil {
-            throw fail(.invalidValue, "\(base).\(unsupported)", "not supported; use token, tokenFile or client certificates")
-        }
+        // Not refused here: a file whose other contexts are usable stays usable (kubectl reads it).
+        let unsupported = ["exec", "auth-provider", "username", "password"].first { body[$0] != nil }
         var token: RedactedBytes? = nil
         if let value = try optionalString(body, "token", "\(base).token"), !value.isEmpty {
             token = RedactedBytes(value)
@@ -333,7 +350,11 @@ private struct KubeconfigReader {
             let missing = certificate == nil ? "client-certificate" : "client-key"
             throw fail(.missingField, "\(base).\(missing)", "a client certificate needs both certificate and key")
         }
-        return Kubeconfig.User(name: name, token: token, clientCertificate: certificate, clientKey: key)
+        var user = Kubeconfig.User(name: name, token: token, clientCertificate: certificate, clientKey: key)
+        if let unsupported {
+            user.unsupported = ("\(base).\(unsupported)", "not supported; use token, tokenFile or client certificates")
+        }
+        return user
     }
 
     func context(_ item: Yams.Node.Mapping, _ path: String) throws -> Kubeconfig.Context {
