@@ -210,6 +210,56 @@ private func cluster(_ machines: [ClusterSummary.Machine], initialized: Int64? =
             #expect(try FleetView.healthChecks(log.reader, namespace: "default", cluster: "other").isEmpty)
         }
     }
+
+    /// The v1beta1 shape keeps each condition's `timeout` (a Go duration inside a list item).
+    /// It once read as 0s, because the field path walked maps only: serve then remediated a
+    /// NotReady node the moment it saw it, and the serve remediation proof caught it.
+    @Test("HealthChecks: resolve: a v1beta1 check keeps its conditions' Go-duration timeouts")
+    func resolveBeta1() async throws {
+        let beta2 = """
+            apiVersion: cluster.x-k8s.io/v1beta2
+            kind: MachineHealthCheck
+            metadata:
+              name: prod-md-0
+            spec:
+              clusterName: prod
+              selector:
+                matchLabels: {pool: md-0}
+              checks:
+                nodeStartupTimeoutSeconds: 600
+                unhealthyNodeConditions:
+                - type: Ready
+                  status: "False"
+                  timeoutSeconds: 300
+              remediation:
+                triggerIf:
+                  unhealthyLessThanOrEqualTo: 40%
+            """
+        let beta1 = """
+            apiVersion: cluster.x-k8s.io/v1beta1
+            kind: MachineHealthCheck
+            metadata:
+              name: prod-md-0
+            spec:
+              clusterName: prod
+              selector:
+                matchLabels: {pool: md-0}
+              nodeStartupTimeout: 10m
+              maxUnhealthy: 40%
+              unhealthyConditions:
+              - type: Ready
+                status: "False"
+                timeout: 5m0s
+            """
+        let fleet = FleetFixtures.fleet()
+        #expect(fleet.contains(beta2))
+        try await FleetFixtures.withLog("mhc-resolve-beta1") { log in
+            _ = try await FleetFixtures.apply(
+                [("catalog.yaml", FleetFixtures.catalog), ("fleet.yaml", fleet.replacingOccurrences(of: beta2, with: beta1))], on: log)
+            let checks = try FleetView.healthChecks(log.reader, namespace: "default", cluster: "prod")
+            #expect(checks.first?.spec.unhealthyNodeConditions == [UnhealthyCondition(type: "Ready", status: .false, timeout: GoDuration(seconds: 300))])
+        }
+    }
 }
 
 // One reconcile step over a cluster's checks, and its audit facts through the real log.

@@ -243,8 +243,9 @@ extension DesiredObject {
             report("spec.clusterName", .invalidValue, "is required")
             return nil
         }
-        func duration(_ field: String) -> GoDuration? {
-            guard let text = object.value(at: field)?.stringValue else { return nil }
+        func duration(_ field: String, in value: ManifestValue? = nil) -> GoDuration? {
+            // `value(at:)` walks maps only: a list item's field is read from the item itself.
+            guard let text = (value ?? object.value(at: field))?.stringValue else { return nil }
             do { return try GoDuration(parsing: text) } catch {
                 report(field, .invalidValue, "\(error)")
                 return nil
@@ -257,7 +258,7 @@ extension DesiredObject {
         if beta1 {
             startup = duration("spec.nodeStartupTimeout")
             for (index, item) in (spec("unhealthyConditions")?.arrayValue ?? []).enumerated() {
-                let timeout = duration("spec.unhealthyConditions[\(index)].timeout") ?? GoDuration(seconds: 0)
+                let timeout = duration("spec.unhealthyConditions[\(index)].timeout", in: item["timeout"]) ?? GoDuration(seconds: 0)
                 conditions.append(.init(type: item["type"]?.stringValue ?? "", status: item["status"]?.stringValue ?? "", timeout: timeout))
             }
             maxUnhealthyField = "spec.maxUnhealthy"
