@@ -33,12 +33,18 @@ public final class EngineCore {
         /// How many times the engine's stop or crash may interrupt one activity before it
         /// fails for good (an activity that crashes the process must not retry forever).
         public var maxInterruptions: Int
+        /// How many executors given up after ``abandonGrace`` may still run (their tasks
+        /// cannot be killed, only told to cancel). At this bound the engine starts no new
+        /// attempt until one of them returns, and says so once: hung executors cannot pile
+        /// up without end.
+        public var maxAbandonedExecutors: Int
 
         public init(
             globalConcurrency: Int = 1024, perKeyConcurrency: Int = 4, seed: UInt64 = SystemSeed.next(), actor: String = "engine",
-            abandonGrace: Duration = .seconds(30), maxInterruptions: Int = 50
+            abandonGrace: Duration = .seconds(30), maxInterruptions: Int = 50, maxAbandonedExecutors: Int = 256
         ) {
             self.maxInterruptions = max(1, maxInterruptions)
+            self.maxAbandonedExecutors = max(1, maxAbandonedExecutors)
             precondition(globalConcurrency >= 1 && perKeyConcurrency >= 1, "concurrency limits must be at least 1")
             precondition(abandonGrace >= .zero, "the abandon grace cannot be negative")
             self.globalConcurrency = globalConcurrency
@@ -71,6 +77,8 @@ public final class EngineCore {
     private struct InFlight {
         var attempt: Int
         var concurrencyKey: String?
+        /// Its armed wakeup: the deadline while it runs, the grace end while it drains.
+        var wakeup: UInt64 = 0
     }
 
     private struct Wakeup: Comparable {
@@ -124,6 +132,18 @@ public final class EngineCore {
     private var finishedInLastBatch: Set<String> = []
     private var wakeups = Heap<Wakeup>()
     private var wakeupSequence: UInt64 = 0
+    /// Sequences of the wakeups still wanted. A wakeup whose attempt returned, whose timer
+    /// was cancelled or whose workflow ended is disarmed (removed from here) at once, and
+    /// the heap is compacted once it holds more stale entries than live ones: pending
+    /// wakeups stay bounded by what is live, not by steps x timeout.
+    private var liveWakeups: Set<UInt64> = []
+    /// Armed timer wakeups per workflow and timer id, and armed retry wakeups per activity.
+    private var timerWakeups: [String: [String: UInt64]] = [:]
+    private var retryWakeups: [ActivityKey: UInt64] = [:]
+    /// Attempts whose executor outlived its grace and has not returned (at most
+    /// ``Options/maxAbandonedExecutors``).
+    private var abandonedExecutors: Set<ActivityAttempt> = []
+    private var saidAbandonedBound = false
     private var dispatchStopped = false
 
     /// The inbox position whose events are handled (persisted with the next batch).
@@ -268,6 +288,11 @@ public final class EngineCore {
     /// a finished workflow) are ignored.
     public func activityFinished(_ dispatch: ActivityDispatch, result: Result<String, ActivityFailure>, now: Timestamp) {
         let key = dispatch.key
+        if abandonedExecutors.remove(dispatch.attemptID) != nil {
+            // An executor given up after its grace returned at last: one fewer hung task.
+            pump(now: now)
+            return
+        }
         if let drained = draining[key], drained.attempt == dispatch.attempt {
             // A cancelled attempt returned: its slot is free now; its result was settled.
             releaseDraining(key)
@@ -312,7 +337,7 @@ public final class EngineCore {
             let failed = ActivityAttemptFailure(
                 activityID: key.activityID, attempt: dispatch.attempt, failure: failure, nextRetryAt: nextRetryAt)
             emit(.activityFailed(failed), to: key.workflowID, now: now)
-            if let nextRetryAt { arm(.retry(key, failedAttempt: dispatch.attempt), at: nextRetryAt) }
+            if let nextRetryAt { armRetry(key, failedAttempt: dispatch.attempt, at: nextRetryAt) }
         }
     }
 
@@ -320,8 +345,11 @@ public final class EngineCore {
     public func advance(now: Timestamp) {
         while let next = wakeups.min, next.at <= now {
             _ = wakeups.popMin()
+            // Disarmed (its attempt returned, its timer was cancelled, its run ended): skip.
+            guard liveWakeups.remove(next.sequence) != nil else { continue }
             switch next.kind {
             case .timer(let workflowID, let timerID):
+                if timerWakeups[workflowID]?[timerID] == next.sequence { forgetTimerWakeup(workflowID, timerID) }
                 // A cancelled timer left the record; one re-armed under the same id fires later.
                 guard let instance = instances[workflowID], instance.record.quarantine == nil,
                     let timer = instance.record.timers[timerID], !timer.fired, timer.fireAt == next.at
@@ -329,6 +357,7 @@ public final class EngineCore {
                 emit(.timerFired(timerID: timerID, firedAt: now), to: workflowID, now: now)
                 decideLoop(workflowID, now: now)
             case .retry(let key, let failedAttempt):
+                if retryWakeups[key] == next.sequence { retryWakeups[key] = nil }
                 guard let activity = instances[key.workflowID]?.record.activities[key.activityID],
                     activity.phase == .backoff, activity.attempt == failedAttempt
                 else { continue }
@@ -347,6 +376,7 @@ public final class EngineCore {
             case .grace(let key, let attempt):
                 guard let drained = draining[key], drained.attempt == attempt else { continue }
                 releaseDraining(key)
+                abandonedExecutors.insert(ActivityAttempt(key: key, attempt: attempt))
                 let reason = "its executor did not return within \(options.abandonGrace) of being told to cancel"
                 if instances[key.workflowID] != nil {
                     emit(.domainEvent(AttemptAbandoned(activityID: key.activityID, attempt: attempt, reason: reason).event),
@@ -362,7 +392,17 @@ public final class EngineCore {
     }
 
     /// When ``advance(now:)`` next has something to do.
-    public var nextWakeup: Timestamp? { wakeups.min?.at }
+    public var nextWakeup: Timestamp? {
+        while let top = wakeups.min, !liveWakeups.contains(top.sequence) { _ = wakeups.popMin() }
+        return wakeups.min?.at
+    }
+
+    /// Wakeups held in memory (live and not yet compacted away): bounded by twice the live
+    /// ones (running attempts, draining ones, armed timers and retries) plus a constant.
+    public var pendingWakeupCount: Int { wakeups.count }
+
+    /// Executors given up after their grace that have not returned.
+    public var abandonedExecutorCount: Int { abandonedExecutors.count }
 
     /// Stops starting attempts (graceful shutdown); in-flight ones still report.
     public func stopDispatch() { dispatchStopped = true }
@@ -576,13 +616,13 @@ public final class EngineCore {
                 case .scheduled:
                     waiting.append(key)
                 case .backoff:
-                    arm(.retry(key, failedAttempt: activity.attempt), at: activity.nextRetryAt ?? now)
+                    armRetry(key, failedAttempt: activity.attempt, at: activity.nextRetryAt ?? now)
                 case .completed, .failed:
                     break
                 }
             }
             for (timerID, timer) in record.timers.sorted(by: { $0.key < $1.key }) where !timer.fired {
-                arm(.timer(workflowID: record.workflowID, timerID: timerID), at: timer.fireAt)
+                armTimer(record.workflowID, timerID, at: timer.fireAt)
             }
         }
         for (key, attempt) in interrupted {
@@ -762,6 +802,19 @@ public final class EngineCore {
         instance.nextRevision += 1
         instances[workflowID] = instance
         touched.append(workflowID)
+        switch event {
+        case .timerCancelled(let timerID):
+            disarmTimer(workflowID, timerID)
+        case .workflowCompleted, .workflowFailed, .workflowCancelled, .workflowContinuedAsNew:
+            // The run's timers and retries will never be wanted (a next run arms its own).
+            for timerID in Array((timerWakeups[workflowID] ?? [:]).keys) { disarmTimer(workflowID, timerID) }
+            for activityID in instance.record.activities.keys {
+                let key = ActivityKey(workflowID: workflowID, activityID: activityID)
+                if let sequence = retryWakeups.removeValue(forKey: key) { disarm(sequence) }
+            }
+        default:
+            break
+        }
     }
 
     /// Acts on the decider's commands until it asks for nothing new. A decider that keeps
@@ -855,7 +908,7 @@ public final class EngineCore {
     private func startTimer(_ timerID: String, after: Duration, workflowID: String, now: Timestamp) {
         let fireAt = now + after
         emit(.timerStarted(timerID: timerID, fireAt: fireAt), to: workflowID, now: now)
-        arm(.timer(workflowID: workflowID, timerID: timerID), at: fireAt)
+        armTimer(workflowID, timerID, at: fireAt)
     }
 
     /// Stops deciding and dispatching for a run (its history stays as it is).
@@ -952,6 +1005,16 @@ public final class EngineCore {
     /// so a pump never scans the blocked again (no quadratic rescans behind a busy key).
     private func pump(now: Timestamp) {
         guard !dispatchStopped else { return }
+        if abandonedExecutors.count >= options.maxAbandonedExecutors {
+            // Hung executors at their bound: nothing new starts until one returns.
+            if !saidAbandonedBound, !waiting.isEmpty {
+                saidAbandonedBound = true
+                pendingNotices.append(
+                    "\(abandonedExecutors.count) executors outlived their grace and still run (bound \(options.maxAbandonedExecutors)): no new attempt starts until one returns")
+            }
+            return
+        }
+        saidAbandonedBound = false
         while inFlight.count + draining.count < options.globalConcurrency, let key = waiting.popFirst() {
             guard let instance = instances[key.workflowID], let activity = instance.record.activities[key.activityID],
                 inFlight[key] == nil
@@ -971,8 +1034,8 @@ public final class EngineCore {
             }
             let attempt = activity.attempt + 1
             emit(.activityStarted(activityID: key.activityID, attempt: attempt), to: key.workflowID, now: now)
-            occupy(key, attempt: attempt, concurrencyKey: activity.request.concurrencyKey)
-            arm(.deadline(key, attempt: attempt), at: now + activity.request.startToCloseTimeout)
+            let deadline = arm(.deadline(key, attempt: attempt), at: now + activity.request.startToCloseTimeout)
+            occupy(key, attempt: attempt, concurrencyKey: activity.request.concurrencyKey, wakeup: deadline)
             pendingDispatches.append(
                 ActivityDispatch(
                     key: key, attempt: attempt, name: activity.request.name, input: activity.request.input,
@@ -988,18 +1051,20 @@ public final class EngineCore {
         return activity.phase == .scheduled || activity.phase == .backoff
     }
 
-    private func occupy(_ key: ActivityKey, attempt: Int, concurrencyKey: String?) {
-        inFlight[key] = InFlight(attempt: attempt, concurrencyKey: concurrencyKey)
+    private func occupy(_ key: ActivityKey, attempt: Int, concurrencyKey: String?, wakeup: UInt64) {
+        inFlight[key] = InFlight(attempt: attempt, concurrencyKey: concurrencyKey, wakeup: wakeup)
         if let concurrencyKey { inFlightPerKey[concurrencyKey, default: 0] += 1 }
     }
 
     private func release(_ key: ActivityKey) {
         guard let running = inFlight.removeValue(forKey: key) else { return }
+        disarm(running.wakeup)
         freeSlot(of: running)
     }
 
     private func releaseDraining(_ key: ActivityKey) {
         guard let drained = draining.removeValue(forKey: key) else { return }
+        disarm(drained.wakeup)
         freeSlot(of: drained)
         if parkedBehindDrain.remove(key) != nil { waiting.prepend(key) }
     }
@@ -1022,15 +1087,49 @@ public final class EngineCore {
     /// Tells a live attempt's executor to cancel: its result no longer counts, and it keeps
     /// its slot until it returns or the grace ends.
     private func abandon(_ key: ActivityKey, now: Timestamp) {
-        guard let running = inFlight.removeValue(forKey: key) else { return }
+        guard var running = inFlight.removeValue(forKey: key) else { return }
+        disarm(running.wakeup)
+        running.wakeup = arm(.grace(key, attempt: running.attempt), at: now + options.abandonGrace)
         draining[key] = running
         pendingCancellations.append(ActivityAttempt(key: key, attempt: running.attempt))
-        arm(.grace(key, attempt: running.attempt), at: now + options.abandonGrace)
     }
 
-    private func arm(_ kind: Wakeup.Kind, at: Timestamp) {
+    @discardableResult
+    private func arm(_ kind: Wakeup.Kind, at: Timestamp) -> UInt64 {
         wakeupSequence += 1
         wakeups.insert(Wakeup(at: at, sequence: wakeupSequence, kind: kind))
+        liveWakeups.insert(wakeupSequence)
+        return wakeupSequence
+    }
+
+    private func armTimer(_ workflowID: String, _ timerID: String, at: Timestamp) {
+        disarmTimer(workflowID, timerID)
+        timerWakeups[workflowID, default: [:]][timerID] = arm(.timer(workflowID: workflowID, timerID: timerID), at: at)
+    }
+
+    private func armRetry(_ key: ActivityKey, failedAttempt: Int, at: Timestamp) {
+        if let previous = retryWakeups[key] { disarm(previous) }
+        retryWakeups[key] = arm(.retry(key, failedAttempt: failedAttempt), at: at)
+    }
+
+    private func disarmTimer(_ workflowID: String, _ timerID: String) {
+        guard let sequence = timerWakeups[workflowID]?[timerID] else { return }
+        forgetTimerWakeup(workflowID, timerID)
+        disarm(sequence)
+    }
+
+    private func forgetTimerWakeup(_ workflowID: String, _ timerID: String) {
+        timerWakeups[workflowID]?[timerID] = nil
+        if timerWakeups[workflowID]?.isEmpty == true { timerWakeups[workflowID] = nil }
+    }
+
+    /// Drops a wakeup that is no longer wanted; compacts the heap once stale entries
+    /// outnumber live ones (amortized O(1) per disarm).
+    private func disarm(_ sequence: UInt64) {
+        guard liveWakeups.remove(sequence) != nil else { return }
+        if wakeups.count > 2 * liveWakeups.count + 64 {
+            wakeups = Heap(wakeups.unordered.filter { liveWakeups.contains($0.sequence) })
+        }
     }
 
     private func snapshot(of instance: Instance) -> [UInt8] {

@@ -151,8 +151,12 @@ public actor WorkflowEngine: Service {
     /// decider failed on it).
     public var quarantinedWorkflows: [(workflowID: String, reason: String)] { core.quarantinedWorkflows }
 
-    /// Executor tasks that have not returned (running attempts and those told to cancel).
+    /// Executor tasks that have not returned (running attempts, those told to cancel, and
+    /// those given up after their grace: at most `globalConcurrency + maxAbandonedExecutors`).
     public var executorTaskCount: Int { tasks.count }
+
+    /// Executors given up after their grace that still run.
+    public var abandonedExecutorCount: Int { core.abandonedExecutorCount }
 
     /// Appends committed, and the events they held (for benchmarks and metrics).
     public private(set) var commitCount = 0
