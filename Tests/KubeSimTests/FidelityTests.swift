@@ -140,6 +140,34 @@ struct FidelityTests {
         #expect(try JSON.parse(version.stdout)["gitVersion"]?.stringValue == "v1.33.0")
         let management = try await run(["get", "--raw", "/version"])
         #expect(try JSON.parse(management.stdout)["gitVersion"]?.stringValue == "v1.33.4")
+
+        // admin.conf authenticates with a client certificate, as Kamaji's does: kubectl presents
+        // it and the cluster reads its CN and O (`kubectl auth whoami`).
+        let adminText = try String(contentsOfFile: adminConf, encoding: .utf8)
+        #expect(adminText.contains("client-certificate-data: ") && !adminText.contains("token: "))
+        let whoami = try await run(["auth", "whoami", "-o", "json"], kubeconfig: adminConf)
+        #expect(whoami.status == 0, "\(whoami.stderr)")
+        let userInfo = try JSON.parse(whoami.stdout)[path: ["status", "userInfo"]]
+        #expect(userInfo?["username"]?.stringValue == "kubernetes-admin")
+        #expect(userInfo?["groups"]?.arrayValue?.compactMap(\.stringValue).contains("kubeadm:cluster-admins") == true)
+        // The same file with the management cluster's server and CA: the certificate is not
+        // its CA's, so kubectl gets 401 (after a handshake that succeeded).
+        let managementText = try String(contentsOfFile: sim.kubeconfigPath, encoding: .utf8)
+        func field(_ text: String, _ key: String) -> String? {
+            text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+                .first { $0.hasPrefix("\(key): ") }.map { String($0.dropFirst(key.count + 2)) }
+        }
+        var crossed = adminText
+        for key in ["server", "certificate-authority-data"] {
+            let workloadValue = try #require(field(adminText, key))
+            let managementValue = try #require(field(managementText, key))
+            crossed = crossed.replacingOccurrences(of: workloadValue, with: managementValue)
+        }
+        let crossedPath = "\(sim.stateDirectory)/crossed.conf"
+        _ = FileManager.default.createFile(atPath: crossedPath, contents: Data(crossed.utf8), attributes: [.posixPermissions: 0o600])
+        let refused = try await run(["get", "namespaces"], kubeconfig: crossedPath)
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("Unauthorized") || refused.stderr.contains("must be logged in"), "\(refused.stderr)")
         #expect(await sim.terminate() == 0)
     }
 

@@ -17,8 +17,11 @@ struct HTTPReply: Sendable {
 /// (The project's own client lives in Providers and has its own tests against kube-sim.)
 struct SimHTTP: Sendable {
     var baseURL: String
+    /// Sent as a bearer token when not empty.
     var token: String
     var caPath: String
+    /// A client certificate and key (PEM files) to present, as a workload cluster's admin.conf does.
+    var clientCertificate: (certificatePath: String, keyPath: String)? = nil
 
     static let curl = ProcessRunner.which("curl") ?? "/usr/bin/curl"
 
@@ -29,10 +32,12 @@ struct SimHTTP: Sendable {
         let directory = try ProcessRunner.temporaryDirectory("curl")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var arguments = [
-            "-sS", "--noproxy", "*", "--cacert", caPath, "-X", method, "-H", "Authorization: Bearer \(token)",
+            "-sS", "--noproxy", "*", "--cacert", caPath, "-X", method,
             "-H", "Accept: application/json", "-D", "\(directory)/headers", "-o", "\(directory)/body",
             "-w", "%{http_code}", "--max-time", String(maxTimeSeconds),
         ]
+        if !token.isEmpty { arguments += ["-H", "Authorization: Bearer \(token)"] }
+        if let clientCertificate { arguments += ["--cert", clientCertificate.certificatePath, "--key", clientCertificate.keyPath] }
         if body != nil { arguments += ["-H", "Content-Type: \(contentType)", "--data-binary", "@-"] }
         arguments.append(baseURL + path)
         let result = try await ProcessRunner.run(SimHTTP.curl, arguments, stdin: body)
@@ -75,22 +80,30 @@ struct SimHTTP: Sendable {
             contentType: "application/apply-patch+yaml")
     }
 
-    /// A client for a workload cluster, from its kubeconfig (server URL, token, and its own CA,
-    /// written next to the kubeconfig as `<kubeconfig>.ca.crt`).
+    /// A client for a workload cluster, from its kubeconfig (server URL, its own CA and the
+    /// admin's client certificate and key, written next to the kubeconfig as
+    /// `<kubeconfig>.ca.crt`, `.client.crt`, `.client.key`).
     func workload(kubeconfigPath: String) throws -> SimHTTP {
         let text = try String(contentsOfFile: kubeconfigPath, encoding: .utf8)
         func value(_ key: String) -> String? {
             text.split(whereSeparator: \.isNewline).lazy.map { $0.trimmingCharacters(in: .whitespaces) }
                 .first { $0.hasPrefix("\(key): ") }.map { String($0.dropFirst(key.count + 2)) }
         }
-        guard let server = value("server"), let token = value("token"),
-            let caData = value("certificate-authority-data").flatMap({ Data(base64Encoded: $0) })
+        func decoded(_ key: String) -> Data? { value(key).flatMap { Data(base64Encoded: $0) } }
+        guard let server = value("server"), let caData = decoded("certificate-authority-data"),
+            let certificate = decoded("client-certificate-data"), let key = decoded("client-key-data")
         else {
-            throw KubeSimTestError("kubeconfig \(kubeconfigPath) has no server, token or certificate-authority-data")
+            throw KubeSimTestError(
+                "kubeconfig \(kubeconfigPath) has no server, certificate-authority-data or client certificate and key")
         }
         let workloadCA = kubeconfigPath + ".ca.crt"
         try caData.write(to: URL(fileURLWithPath: workloadCA))
-        return SimHTTP(baseURL: server, token: token, caPath: workloadCA)
+        let certificatePath = kubeconfigPath + ".client.crt"
+        let keyPath = kubeconfigPath + ".client.key"
+        try certificate.write(to: URL(fileURLWithPath: certificatePath))
+        _ = FileManager.default.createFile(atPath: keyPath, contents: key, attributes: [.posixPermissions: 0o600])
+        return SimHTTP(
+            baseURL: server, token: "", caPath: workloadCA, clientCertificate: (certificatePath, keyPath))
     }
 
     /// Polls until `condition` holds for the JSON at `path`, up to `timeout`.

@@ -80,6 +80,14 @@ public final class KubeSim: Sendable {
         await simulation.shutdownWorkloads()
     }
 
+    /// A client certificate for the management cluster, signed by its CA: `user` is the CN and
+    /// each group an O, as kube-apiserver reads them. PEM certificate and key; the key is a
+    /// credential (write it 0600, never print it).
+    public func issueClientCertificate(user: String, groups: [String] = []) throws -> (certificatePEM: String, keyPEM: String) {
+        let issued = try simulation.certificates.issueClientCertificate(user: user, groups: groups)
+        return (issued.certificatePEM, issued.keyPEM)
+    }
+
     /// The kubeconfig path of a workload cluster (written once its TenantControlPlane is Ready).
     public func workloadKubeconfigPath(namespace: String, name: String) -> String {
         simulation.workloadKubeconfigPath(namespace: namespace, name: name)

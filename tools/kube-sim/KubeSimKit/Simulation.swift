@@ -2,28 +2,33 @@ import Foundation
 import Logging
 import Synchronization
 
-/// A workload cluster Kamaji made: its API objects and its own bearer token.
+/// A workload cluster Kamaji made: its API objects, its own CA and the admin's client certificate.
 final class WorkloadCluster: Sendable {
     let namespace: String
     let name: String
     let store: ClusterStore
-    let token: String
     /// Its own CA and serving certificate (Kamaji makes a CA per tenant control plane).
     let certificates: ServingCertificates
+    /// admin.conf's credential: `CN=kubernetes-admin, O=kubeadm:cluster-admins`, as kubeadm issues it.
+    let adminCertificate: ClientCertificate
+    /// super-admin.conf's: `O=system:masters`, the group no RBAC binding can take away.
+    let superAdminCertificate: ClientCertificate
     /// The installed control-plane version (`v1.34.1`), served at `/version`.
     let version: Mutex<String>
     /// Its own HTTPS listener (set once bound, before the cluster is published).
     let listener = Mutex<Listener?>(nil)
 
     init(
-        namespace: String, name: String, store: ClusterStore, token: String, certificates: ServingCertificates,
-        version: String
-    ) {
+        namespace: String, name: String, store: ClusterStore, certificates: ServingCertificates, version: String
+    ) throws {
         self.namespace = namespace
         self.name = name
         self.store = store
-        self.token = token
         self.certificates = certificates
+        self.adminCertificate = try certificates.issueClientCertificate(
+            user: "kubernetes-admin", groups: ["kubeadm:cluster-admins"])
+        self.superAdminCertificate = try certificates.issueClientCertificate(
+            user: "kubernetes-super-admin", groups: ["system:masters"])
         self.version = Mutex(version)
     }
 
@@ -91,9 +96,9 @@ final class Simulation: Sendable {
         let store = ClusterStore(
             cluster: "\(namespace)/\(name)", catalog: ResourceCatalog(ResourceType.workload), ledger: ledger,
             random: random)
-        let cluster = WorkloadCluster(
-            namespace: namespace, name: name, store: store, token: "kube-sim-" + random.alphanumeric(40),
-            certificates: try ServingCertificates.make(), version: version)
+        let cluster = try WorkloadCluster(
+            namespace: namespace, name: name, store: store, certificates: try ServingCertificates.make(),
+            version: version)
         let listener = try await Listener.start(
             responder: APIResponder(simulation: self, cluster: cluster), port: 0, certificates: cluster.certificates,
             logger: logger)
@@ -141,16 +146,22 @@ final class Simulation: Sendable {
         "\(stateDirectory)/clusters/\(namespace)/\(name).kubeconfig"
     }
 
-    func kubeconfig(for cluster: WorkloadCluster) -> Kubeconfig {
+    /// admin.conf (or super-admin.conf) of a workload cluster: its endpoint, its CA, a client certificate.
+    func kubeconfig(for cluster: WorkloadCluster, superAdmin: Bool = false) -> Kubeconfig {
         Kubeconfig(
             clusterName: cluster.name, server: cluster.server,
-            caCertificatePEM: cluster.certificates.caCertificatePEM, token: cluster.token, userName: "kubernetes-admin")
+            caCertificatePEM: cluster.certificates.caCertificatePEM,
+            credential: .clientCertificate(superAdmin ? cluster.superAdminCertificate : cluster.adminCertificate),
+            userName: superAdmin ? "kubernetes-super-admin" : "kubernetes-admin")
     }
+
+    /// The user the management token authenticates as.
+    static let managementUser = "kube-sim-admin"
 
     var managementKubeconfig: Kubeconfig {
         Kubeconfig(
             clusterName: "kube-sim", server: serverURL.withLock { $0 }, caCertificatePEM: certificates.caCertificatePEM,
-            token: managementToken, userName: "kube-sim-admin")
+            credential: .token(managementToken), userName: Simulation.managementUser)
     }
 
     func shutdown() {

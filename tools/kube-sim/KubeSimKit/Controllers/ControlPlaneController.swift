@@ -86,7 +86,8 @@ extension Controllers {
             "type": "Opaque",
             "data": [
                 "admin.conf": .string(Data(kubeconfig.yaml.utf8).base64EncodedString()),
-                "super-admin.conf": .string(Data(kubeconfig.yaml.utf8).base64EncodedString()),
+                "super-admin.conf": .string(
+                    Data(simulation.kubeconfig(for: cluster, superAdmin: true).yaml.utf8).base64EncodedString()),
             ],
         ]
         if store.getIfPresent(.secrets, namespace: namespace, name: secretName) == nil {

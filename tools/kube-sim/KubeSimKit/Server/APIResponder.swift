@@ -1,12 +1,14 @@
 import Foundation
 import Hummingbird
 import NIOCore
+import NIOSSL
 
 /// Answers every HTTP request on one listener: the management cluster's (`cluster` nil) or
-/// one workload cluster's. Checks the bearer token, then serves discovery, `/_sim` controls and
+/// one workload cluster's. Authenticates (a client certificate signed by the cluster's CA, or
+/// the bearer token; 401 otherwise), then serves discovery, `/_sim` controls and
 /// the update extension (management only), or an object request.
 struct APIResponder: HTTPResponder {
-    typealias Context = BasicRequestContext
+    typealias Context = SimRequestContext
     let simulation: Simulation
     /// The workload cluster this listener serves; nil for the management cluster.
     let cluster: WorkloadCluster?
@@ -16,7 +18,11 @@ struct APIResponder: HTTPResponder {
     /// The cluster a request addresses, with what its answers need.
     struct Target {
         var store: ClusterStore
-        var token: String
+        /// The bearer token this cluster accepts, if any (a workload cluster takes client certificates only).
+        var token: String?
+        var tokenUser: AuthenticatedUser
+        /// Signs and verifies this cluster's client certificates.
+        var certificates: ServingCertificates
         var version: String
         var isManagement: Bool
         /// `127.0.0.1:<port>`, as `/api` advertises it.
@@ -26,11 +32,14 @@ struct APIResponder: HTTPResponder {
     private var target: Target {
         if let cluster {
             return Target(
-                store: cluster.store, token: cluster.token, version: cluster.version.withLock { $0 }, isManagement: false,
+                store: cluster.store, token: nil, tokenUser: AuthenticatedUser(name: "", groups: []),
+                certificates: cluster.certificates, version: cluster.version.withLock { $0 }, isManagement: false,
                 serverAddress: cluster.server.replacingOccurrences(of: "https://", with: ""))
         }
         return Target(
             store: simulation.management, token: simulation.managementToken,
+            tokenUser: AuthenticatedUser(name: Simulation.managementUser, groups: ["system:masters", "system:authenticated"]),
+            certificates: simulation.certificates,
             version: simulation.configuration.managementVersion, isManagement: true,
             serverAddress: simulation.serverURL.withLock { $0 }.replacingOccurrences(of: "https://", with: ""))
     }
@@ -40,7 +49,9 @@ struct APIResponder: HTTPResponder {
         let query = QueryParameters(request.uri.query)
         let segments = request.uri.path.split(separator: "/").map(String.init)
         let target = self.target
-        guard authorized(request, token: target.token) else { return .status(.unauthorized()) }
+        guard let user = await authenticate(request, context: context, target: target) else {
+            return .status(.unauthorized())
+        }
         do {
             let body = try await request.collectBody(upTo: APIResponder.bodyBytesMax)
             let bytes = Array(buffer: body)
@@ -58,6 +69,9 @@ struct APIResponder: HTTPResponder {
                 return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: "ok")))
             }
             if let document = discovery(segments, target: target) { return .json(200, document) }
+            if request.method == .post, segments == ["apis", "authentication.k8s.io", "v1", "selfsubjectreviews"] {
+                return .json(201, selfSubjectReview(user))
+            }
             guard let resourceRequest = try parseResourcePath(segments, catalog: target.store.catalog) else {
                 return .status(APIError.pathNotFound(request.uri.path))
             }
@@ -71,9 +85,33 @@ struct APIResponder: HTTPResponder {
         }
     }
 
-    private func authorized(_ request: Request, token: String) -> Bool {
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else { return false }
-        return constantTimeEqual(Array(header.utf8.dropFirst(7)), Array(token.utf8))
+    /// kube-apiserver's union of authenticators: the x509 one (a client certificate this
+    /// cluster's CA signed: CN the user, O the groups), then the bearer token. A certificate that
+    /// does not verify is not fatal by itself (a valid token still authenticates), as upstream.
+    private func authenticate(_ request: Request, context: Context, target: Target) async -> AuthenticatedUser? {
+        if let der = await context.peerCertificateDER(),
+            let user = target.certificates.authenticate(clientCertificateDER: der)
+        {
+            return user
+        }
+        if let token = target.token, let header = request.headers[.authorization], header.hasPrefix("Bearer "),
+            constantTimeEqual(Array(header.utf8.dropFirst(7)), Array(token.utf8))
+        {
+            return target.tokenUser
+        }
+        return nil
+    }
+
+    /// `kubectl auth whoami`: who the request authenticated as (every authenticated user is
+    /// also in `system:authenticated`, as upstream adds it).
+    private func selfSubjectReview(_ user: AuthenticatedUser) -> JSON {
+        var groups = user.groups
+        if !groups.contains("system:authenticated") { groups.append("system:authenticated") }
+        return [
+            "kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
+            "metadata": ["creationTimestamp": .string(Timestamp.rfc3339(Date()))],
+            "status": ["userInfo": ["username": .string(user.name), "groups": .array(groups.map { .string($0) })]],
+        ]
     }
 
     private func constantTimeEqual(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
@@ -350,5 +388,23 @@ struct APIResponder: HTTPResponder {
                 timer.cancel()
             }
         }
+    }
+}
+
+/// Hummingbird's basic context plus the connection, so a request can read the client
+/// certificate its TLS handshake presented.
+struct SimRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+
+    init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.channel = source.channel
+    }
+
+    /// The DER of the peer's leaf certificate, or nil when it sent none.
+    func peerCertificateDER() async -> [UInt8]? {
+        guard let certificate = try? await channel.nioSSL_peerCertificate().get() else { return nil }
+        return try? certificate.toDERBytes()
     }
 }

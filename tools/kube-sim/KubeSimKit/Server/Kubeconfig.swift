@@ -1,13 +1,31 @@
 import Foundation
 
 /// A kubeconfig file for one cluster: its server URL, the CA that signed kube-sim's
-/// certificate, and a bearer token.
+/// certificate, and a credential: the management cluster's bearer token, or a workload
+/// cluster's client certificate (Kamaji's admin.conf, like kubeadm's, carries one).
 struct Kubeconfig: Sendable {
+    enum Credential: Sendable {
+        case token(String)
+        case clientCertificate(ClientCertificate)
+    }
+
     var clusterName: String
     var server: String
     var caCertificatePEM: String
-    var token: String
+    var credential: Credential
     var userName: String
+
+    private var userLines: String {
+        switch credential {
+        case .token(let token):
+            return "    token: \(token)"
+        case .clientCertificate(let certificate):
+            return """
+                    client-certificate-data: \(Data(certificate.certificatePEM.utf8).base64EncodedString())
+                    client-key-data: \(Data(certificate.keyPEM.utf8).base64EncodedString())
+                """
+        }
+    }
 
     /// The YAML text, in the shape `kubectl config view --raw` prints.
     var yaml: String {
@@ -23,7 +41,7 @@ struct Kubeconfig: Sendable {
             users:
             - name: \(userName)
               user:
-                token: \(token)
+            \(userLines)
             contexts:
             - name: \(userName)@\(clusterName)
               context:
@@ -37,7 +55,7 @@ struct Kubeconfig: Sendable {
     }
 
     /// Writes the file readable by its owner only (it holds a credential): a temporary file is
-    /// created with mode 0600, so the token is never readable by others, then renamed into place.
+    /// created with mode 0600, so the credential is never readable by others, then renamed into place.
     func write(to path: String) throws {
         let url = URL(fileURLWithPath: path)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)

@@ -38,7 +38,11 @@ final class Listener: Sendable {
             responder: responder,
             server: try .tls(
                 .http1(configuration: .init(additionalChannelHandlers: [ConnectionResetHandler()])),
-                tlsConfiguration: certificates.tlsConfiguration()),
+                configuration: TLSChannelConfiguration(
+                    tlsConfiguration: certificates.tlsConfiguration(),
+                    // Any client certificate passes the handshake; `APIResponder` authenticates it
+                    // against the CA per request and answers 401, as kube-apiserver does.
+                    customVerificationCallback: { _, promise in promise.succeed(.certificateVerified) })),
             configuration: ApplicationConfiguration(
                 address: .hostname("127.0.0.1", port: port), serverName: "kube-sim", backlog: 1024),
             onServerRunning: { channel in bound.resolve(.success(channel.localAddress?.port ?? 0)) },
