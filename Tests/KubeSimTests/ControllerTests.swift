@@ -24,24 +24,28 @@ struct ControllerTests {
             #expect(workload.baseURL != fixture.sim.url)
             #expect(URL(string: workload.baseURL)?.path.isEmpty == true)
             #expect(adminConf.contains("server: \(workload.baseURL)\n"))
-            #expect(adminConf.contains("token: \(workload.token)"))
+            #expect(adminConf.contains("client-certificate-data: ") && !adminConf.contains("token: "))
             #expect(tcp.json[path: ["status", "controlPlaneEndpoint"]]?.stringValue
                 == workload.baseURL.replacingOccurrences(of: "https://", with: ""))
             // The management API serves no workload cluster under a path.
             var prefixed = fixture.http
-            prefixed.token = workload.token
+            prefixed.token = ""
+            prefixed.clientCertificate = workload.clientCertificate
             #expect(try await prefixed.get("/clusters/default/t1/version").status == 401)
             #expect(try await fixture.http.get("/clusters/default/t1/version").status == 404)
 
             let version = try await workload.get("/version")
             #expect(version.json["gitVersion"]?.stringValue == "v1.33.2")
             #expect(try await workload.get("/api/v1/namespaces").status == 200)
-            // The management token does not open a workload cluster, nor the reverse.
+            // The management token does not open a workload cluster, nor the reverse (its
+            // admin certificate is signed by its own CA).
             var wrong = workload
+            wrong.clientCertificate = nil
             wrong.token = fixture.sim.managementToken
             #expect(try await wrong.get("/api/v1/nodes").status == 401)
             var reverse = fixture.http
-            reverse.token = workload.token
+            reverse.token = ""
+            reverse.clientCertificate = workload.clientCertificate
             #expect(try await reverse.get("/api/v1/namespaces").status == 401)
 
             // A second control plane gets a port of its own; deleting the first closes its port.
