@@ -268,7 +268,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ProvidersTests",
-            dependencies: ["Providers", "KubeSimKit", "kube-sim"],
+            dependencies: ["Providers", "KubeSimKit", "kube-sim", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

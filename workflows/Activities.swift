@@ -6,6 +6,7 @@
 // `ActivityCompleted` events, so rename only with an upcast.
 public import Engine
 import Foundation
+public import Providers
 
 /// Activity names and their inputs and outputs.
 public enum Activities {
@@ -74,6 +75,21 @@ public enum Activities {
 
     // MARK: inputs and outputs
 
+    /// What a MachineDeployment's templates make of each machine: the KubevirtMachineTemplate's
+    /// `virtualMachineTemplate` (the VM, kept whole, as CAPK creates it) and what its
+    /// KubeadmConfigTemplate adds to the cloud-init userdata. Carried in the inputs, so the
+    /// history records what each machine was made from and a later template change does not
+    /// alter a running workflow.
+    public struct MachineTemplate: Codable, Hashable, Sendable {
+        public var virtualMachine: JSONValue?
+        public var bootstrap: KubeadmConfigExtras?
+
+        public init(virtualMachine: JSONValue? = nil, bootstrap: KubeadmConfigExtras? = nil) {
+            self.virtualMachine = virtualMachine
+            self.bootstrap = bootstrap
+        }
+    }
+
     /// A workload cluster: its namespace on the management cluster, its name, and the
     /// TenantControlPlane serving it (the KamajiControlPlane's name).
     public struct ClusterRef: Codable, Hashable, Sendable {
@@ -104,11 +120,14 @@ public enum Activities {
         public var machine: String
         /// The kubelet to join with, `v1.33.4`: the control plane's minor (kubeadm join).
         public var kubeletVersion: String
+        /// The KubeadmConfigTemplate's files, commands and node registration; nil for none.
+        public var bootstrap: KubeadmConfigExtras?
 
-        public init(cluster: ClusterRef, machine: String, kubeletVersion: String) {
+        public init(cluster: ClusterRef, machine: String, kubeletVersion: String, bootstrap: KubeadmConfigExtras? = nil) {
             self.cluster = cluster
             self.machine = machine
             self.kubeletVersion = kubeletVersion
+            self.bootstrap = bootstrap
         }
     }
 
@@ -133,11 +152,15 @@ public enum Activities {
         public var image: String?
         public var cpuCores: Int
         public var memory: String
+        /// The KubevirtMachineTemplate's `virtualMachineTemplate`: when set, the VM is made from
+        /// it (``cpuCores`` and ``memory`` then play no part).
+        public var virtualMachine: JSONValue?
 
         public init(
             cluster: ClusterRef, deployment: String, machine: String, userdataSecretName: String, image: String? = nil,
-            cpuCores: Int = 2, memory: String = "4Gi"
+            cpuCores: Int = 2, memory: String = "4Gi", virtualMachine: JSONValue? = nil
         ) {
+            self.virtualMachine = virtualMachine
             self.cluster = cluster
             self.deployment = deployment
             self.machine = machine

@@ -102,6 +102,15 @@ enum DemoFleet {
                           domain:
                             cpu: {cores: 2}
                             memory: {guest: 4Gi}
+                            devices:
+                              disks:
+                              - name: containervolume
+                                disk: {bus: virtio}
+                          evictionStrategy: External
+                          volumes:
+                          - name: containervolume
+                            containerDisk:
+                              image: quay.io/capk/ubuntu-2404-container-disk:v1.33.4
             ---
             apiVersion: bootstrap.cluster.x-k8s.io/v1beta2
             kind: KubeadmConfigTemplate
@@ -116,6 +125,8 @@ enum DemoFleet {
                       kubeletExtraArgs:
                       - name: node-labels
                         value: pool=md-0
+                  preKubeadmCommands:
+                  - sysctl -w net.ipv4.ip_forward=1
             ---
             apiVersion: cluster.x-k8s.io/v1beta2
             kind: MachineDeployment

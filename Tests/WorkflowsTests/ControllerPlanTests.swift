@@ -157,6 +157,31 @@ import Workflows
         }
     }
 
+    @Test("Controller: desired fold: a MachineDeployment's KubevirtMachineTemplate and KubeadmConfigTemplate reach every machine-making start")
+    func templates() throws {
+        var snapshot = DesiredSnapshot()
+        var fleet = DesiredFleet()
+        var revision: UInt64 = 0
+        try Self.applied("catalog.yaml", FleetManifests.catalog(), on: &snapshot, fleet: &fleet, revision: &revision)
+        try Self.applied("c1.yaml", FleetManifests.cluster("c1", version: "v1.33.0", deployments: 1, replicas: 3), on: &snapshot, fleet: &fleet, revision: &revision)
+        let cluster = try #require(fleet.clusters.first)
+        let template = try #require(cluster.deployments.first?.template)
+        #expect(template.virtualMachine?.value(at: "spec.runStrategy") == "Always")
+        #expect(template.virtualMachine?.value(at: "spec.template.spec.domain.memory.guest") == "4Gi")
+        #expect(template.virtualMachine?.value(at: "spec.template.spec.volumes")?.arrayValue?.first?.value(at: "containerDisk.image") != nil)
+        #expect(template.bootstrap?.kubeletExtraArgs == [.init(name: "node-labels", value: "pool=c1-md-0")])
+        // Every workflow that makes machines carries it, down to ProvisionMachine.
+        let create = FleetController.plan(desired: cluster, observed: ObservedCluster(), running: [])
+        let input = try Activities.decode(CreateCluster.Input.self, from: try #require(create.first).input)
+        #expect(input.deployments.first?.template == template)
+        var upgrading = cluster
+        upgrading.version = Self.v("v1.36.0")
+        let upgrade = FleetController.plan(desired: upgrading, observed: Self.observed(machines: Self.three("v1.33.0")), running: [])
+        #expect(try Activities.decode(ChainedUpgrade.Input.self, from: try #require(upgrade.first).input).deployments.first?.template == template)
+        let scale = FleetController.plan(desired: cluster, observed: Self.observed(machines: ["c1-md-0-1": "v1.33.0"]), running: [])
+        #expect(try Activities.decode(ScaleMachineDeployment.Input.self, from: try #require(scale.first).input).template == template)
+    }
+
     @Test("Controller: desired fold: revisions of creation, version (applied or requested), deployment change, deletion")
     func fold() throws {
         var snapshot = DesiredSnapshot()

@@ -16,11 +16,15 @@ public struct DesiredCluster: Hashable, Sendable {
         public var deletionOrder: DeletionOrder
         /// The desired-stream revision of the last change to this MachineDeployment.
         public var revision: UInt64
+        /// Its KubevirtMachineTemplate and KubeadmConfigTemplate, as applied; nil when it
+        /// references neither.
+        public var template: Activities.MachineTemplate?
 
         public init(
             name: String, replicas: Int, version: KubernetesVersion?, strategy: RolloutStrategy = .default,
-            deletionOrder: DeletionOrder = .random, revision: UInt64
+            deletionOrder: DeletionOrder = .random, revision: UInt64, template: Activities.MachineTemplate? = nil
         ) {
+            self.template = template
             self.name = name
             self.replicas = replicas
             self.version = version
@@ -240,7 +244,8 @@ public struct DesiredFleet: Sendable {
                     DesiredCluster.Deployment(
                         name: key.name, replicas: md.replicas, version: md.version, strategy: strategy,
                         deletionOrder: DeletionOrder(rawValue: md.deletionOrder.rawValue) ?? .random,
-                        revision: space.deploymentRevision[key.name] ?? created))
+                        revision: space.deploymentRevision[key.name] ?? created,
+                        template: Activities.MachineTemplate.resolve(md, namespace: namespace, objects: space.objects)))
             case .healthCheck(let check)? where check.clusterName == name:
                 cluster.healthChecks.append(check)
             default:

@@ -107,7 +107,9 @@ public enum FleetController {
                     runID: id, cluster: desired.ref, version: version.description,
                     controlPlaneReplicas: desired.controlPlaneReplicas,
                     deployments: desired.deployments.map {
-                        CreateCluster.Deployment(name: $0.name, replicas: $0.replicas, image: desired.catalog?.machineImage(for: version))
+                        CreateCluster.Deployment(
+                            name: $0.name, replicas: $0.replicas, image: desired.catalog?.machineImage(for: version),
+                            template: $0.template)
                     },
                     nodeStartupTimeoutSeconds: desired.nodeStartupTimeoutSeconds,
                     controlPlaneTimeoutSeconds: tuning.controlPlaneTimeoutSeconds,
@@ -126,7 +128,8 @@ public enum FleetController {
                         let running = own.compactMap(\.version).min() ?? min(deployment.version ?? installed, installed)
                         return ChainedUpgrade.Deployment(
                             name: deployment.name, version: running.description, machines: own.map(\.name),
-                            replicas: deployment.replicas, maxSurge: deployment.maxSurge, maxUnavailable: deployment.maxUnavailable)
+                            replicas: deployment.replicas, maxSurge: deployment.maxSurge, maxUnavailable: deployment.maxUnavailable,
+                            template: deployment.template)
                     },
                     stepRetryDelaySeconds: tuning.stepRetryDelaySeconds, drainTimeoutSeconds: tuning.drainTimeoutSeconds,
                     nodeStartupTimeoutSeconds: desired.nodeStartupTimeoutSeconds,
@@ -140,7 +143,7 @@ public enum FleetController {
             return [start("scale", "\(deployment.name)/r\(deployment.revision)", ScaleMachineDeployment.type, { id in
                 ScaleMachineDeployment.Input(
                     runID: id, cluster: desired.ref, deployment: deployment.name, replicas: deployment.replicas,
-                    version: installed.description, image: desired.catalog?.machineImage(for: installed),
+                    version: installed.description, image: desired.catalog?.machineImage(for: installed), template: deployment.template,
                     machines: own.map { machine in
                         RolloutMachine(
                             name: machine.name, isUpToDate: machine.version == (deployment.version ?? installed),
@@ -169,7 +172,7 @@ public enum FleetController {
                         runID: id, cluster: desired.ref, deployment: deployment.name, fromVersion: from.description,
                         toVersion: target.description, machines: old.map(\.name), maxUnavailable: deployment.maxUnavailable,
                         replaceOnFallback: InPlaceEligibility.allowsReplacementFallback(deployment.strategy),
-                        image: desired.catalog?.machineImage(for: target), drainTimeoutSeconds: tuning.drainTimeoutSeconds,
+                        image: desired.catalog?.machineImage(for: target), template: deployment.template, drainTimeoutSeconds: tuning.drainTimeoutSeconds,
                         nodeStartupTimeoutSeconds: desired.nodeStartupTimeoutSeconds,
                         pollIntervalMilliseconds: tuning.pollIntervalMilliseconds)
                 }, reason + ", in place")]
@@ -178,7 +181,7 @@ public enum FleetController {
             return [start("rollout", suffix, RollingUpdate.type, { id in
                 RollingUpdate.Input(
                     runID: id, cluster: desired.ref, deployment: deployment.name, version: target.description,
-                    image: desired.catalog?.machineImage(for: target), replicas: deployment.replicas,
+                    image: desired.catalog?.machineImage(for: target), template: deployment.template, replicas: deployment.replicas,
                     maxSurge: deployment.maxSurge, maxUnavailable: deployment.maxUnavailable, machines: own.map(\.name),
                     drainTimeoutSeconds: tuning.drainTimeoutSeconds, nodeStartupTimeoutSeconds: desired.nodeStartupTimeoutSeconds,
                     pollIntervalMilliseconds: tuning.pollIntervalMilliseconds)

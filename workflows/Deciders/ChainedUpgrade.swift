@@ -46,10 +46,12 @@ public enum ChainedUpgrade: Workflow {
         public var maxUnavailable: IntOrPercent
         public var cpuCores: Int
         public var memory: String
+        /// The MachineDeployment's templates (VM and bootstrap); nil for the default VM.
+        public var template: Activities.MachineTemplate?
 
         public init(
             name: String, version: String, machines: [String], replicas: Int? = nil, maxSurge: IntOrPercent = .count(1),
-            maxUnavailable: IntOrPercent = .count(0), cpuCores: Int = 2, memory: String = "4Gi"
+            maxUnavailable: IntOrPercent = .count(0), cpuCores: Int = 2, memory: String = "4Gi", template: Activities.MachineTemplate? = nil
         ) {
             self.name = name
             self.version = version
@@ -59,6 +61,7 @@ public enum ChainedUpgrade: Workflow {
             self.maxUnavailable = maxUnavailable
             self.cpuCores = cpuCores
             self.memory = memory
+            self.template = template
         }
     }
 
@@ -345,7 +348,7 @@ public enum ChainedUpgrade: Workflow {
         var child = RollingUpdate.Input(
             runID: childID(input, index, deployment.name, attempt: 1), cluster: input.cluster, deployment: deployment.name,
             version: version.description, image: input.catalog.machineImage(for: version), cpuCores: deployment.cpuCores,
-            memory: deployment.memory, replicas: deployment.replicas, maxSurge: deployment.maxSurge,
+            memory: deployment.memory, template: deployment.template, replicas: deployment.replicas, maxSurge: deployment.maxSurge,
             maxUnavailable: deployment.maxUnavailable, machines: machines, drainTimeoutSeconds: input.drainTimeoutSeconds,
             nodeStartupTimeoutSeconds: input.nodeStartupTimeoutSeconds, pollIntervalMilliseconds: input.pollIntervalMilliseconds)
         for later in stride(from: 2, through: attempt, by: 1) {

@@ -18,13 +18,16 @@ public enum CreateCluster: Workflow {
         public var image: String?
         public var cpuCores: Int
         public var memory: String
+        /// The MachineDeployment's templates (VM and bootstrap); nil for the default VM.
+        public var template: Activities.MachineTemplate?
 
-        public init(name: String, replicas: Int, image: String? = nil, cpuCores: Int = 2, memory: String = "4Gi") {
+        public init(name: String, replicas: Int, image: String? = nil, cpuCores: Int = 2, memory: String = "4Gi", template: Activities.MachineTemplate? = nil) {
             self.name = name
             self.replicas = replicas
             self.image = image
             self.cpuCores = cpuCores
             self.memory = memory
+            self.template = template
         }
     }
 
@@ -119,7 +122,7 @@ public enum CreateCluster: Workflow {
                 let machine = MachineNaming.name(deployment: deployment.name, ordinal: ordinal)
                 let child = ProvisionMachine.Input(
                     cluster: input.cluster, deployment: deployment.name, machine: machine, kubeletVersion: input.version,
-                    image: deployment.image, cpuCores: deployment.cpuCores, memory: deployment.memory,
+                    image: deployment.image, cpuCores: deployment.cpuCores, memory: deployment.memory, template: deployment.template,
                     nodeStartupTimeoutSeconds: input.nodeStartupTimeoutSeconds,
                     pollIntervalMilliseconds: input.pollIntervalMilliseconds)
                 switch script.childStep(

@@ -33,6 +33,8 @@ public enum InPlaceUpgrade: Workflow {
         public var image: String?
         public var cpuCores: Int
         public var memory: String
+        /// The MachineDeployment's templates (VM and bootstrap); nil for the default VM.
+        public var template: Activities.MachineTemplate?
         public var drainTimeoutSeconds: Int
         public var nodeStartupTimeoutSeconds: Int
         public var pollIntervalMilliseconds: Int
@@ -40,7 +42,7 @@ public enum InPlaceUpgrade: Workflow {
         public init(
             runID: String, cluster: Activities.ClusterRef, deployment: String, fromVersion: String, toVersion: String,
             machines: [String], maxUnavailable: IntOrPercent = .count(1), replaceOnFallback: Bool = true,
-            image: String? = nil, cpuCores: Int = 2, memory: String = "4Gi", drainTimeoutSeconds: Int = 600,
+            image: String? = nil, cpuCores: Int = 2, memory: String = "4Gi", template: Activities.MachineTemplate? = nil, drainTimeoutSeconds: Int = 600,
             nodeStartupTimeoutSeconds: Int = 600, pollIntervalMilliseconds: Int = 2000
         ) {
             self.runID = runID
@@ -54,6 +56,7 @@ public enum InPlaceUpgrade: Workflow {
             self.image = image
             self.cpuCores = cpuCores
             self.memory = memory
+            self.template = template
             self.drainTimeoutSeconds = drainTimeoutSeconds
             self.nodeStartupTimeoutSeconds = nodeStartupTimeoutSeconds
             self.pollIntervalMilliseconds = pollIntervalMilliseconds
@@ -176,7 +179,7 @@ public enum InPlaceUpgrade: Workflow {
         let replacement = MachineNaming.name(deployment: input.deployment, ordinal: base + index)
         let provision = ProvisionMachine.Input(
             cluster: input.cluster, deployment: input.deployment, machine: replacement, kubeletVersion: input.toVersion,
-            image: input.image, cpuCores: input.cpuCores, memory: input.memory,
+            image: input.image, cpuCores: input.cpuCores, memory: input.memory, template: input.template,
             nodeStartupTimeoutSeconds: input.nodeStartupTimeoutSeconds, pollIntervalMilliseconds: input.pollIntervalMilliseconds)
         switch script.childStep(replacementID(input, index, "provision"), type: ProvisionMachine.type, provision, as: ProvisionMachine.Output.self) {
         case .waiting: return .waiting

@@ -23,6 +23,8 @@ public enum ProvisionMachine: Workflow {
         public var image: String?
         public var cpuCores: Int
         public var memory: String
+        /// The MachineDeployment's templates (VM and bootstrap); nil for the default VM.
+        public var template: Activities.MachineTemplate?
         /// How long the VM and its Node may take to run and be Ready (MHC's
         /// `nodeStartupTimeout`, counted from the VM's creation); 0 waits for ever.
         public var nodeStartupTimeoutSeconds: Int
@@ -31,9 +33,10 @@ public enum ProvisionMachine: Workflow {
 
         public init(
             cluster: Activities.ClusterRef, deployment: String, machine: String, kubeletVersion: String,
-            image: String? = nil, cpuCores: Int = 2, memory: String = "4Gi", nodeStartupTimeoutSeconds: Int = 600,
-            pollIntervalMilliseconds: Int = 2000
+            image: String? = nil, cpuCores: Int = 2, memory: String = "4Gi", template: Activities.MachineTemplate? = nil,
+            nodeStartupTimeoutSeconds: Int = 600, pollIntervalMilliseconds: Int = 2000
         ) {
+            self.template = template
             self.cluster = cluster
             self.deployment = deployment
             self.machine = machine
@@ -75,14 +78,16 @@ public enum ProvisionMachine: Workflow {
             let interval = Duration.milliseconds(input.pollIntervalMilliseconds)
             let boot = try script.activity(
                 "bootstrap", Activities.ensureBootstrap,
-                Activities.BootstrapInput(cluster: input.cluster, machine: input.machine, kubeletVersion: input.kubeletVersion),
+                Activities.BootstrapInput(
+                    cluster: input.cluster, machine: input.machine, kubeletVersion: input.kubeletVersion,
+                    bootstrap: input.template?.bootstrap),
                 as: Activities.BootstrapOutput.self)
             _ = try script.activity(
                 "vm-create", Activities.createVirtualMachine,
                 Activities.VirtualMachineInput(
                     cluster: input.cluster, deployment: input.deployment, machine: input.machine,
                     userdataSecretName: boot.userdataSecretName, image: input.image, cpuCores: input.cpuCores,
-                    memory: input.memory),
+                    memory: input.memory, virtualMachine: input.template?.virtualMachine),
                 as: Activities.VirtualMachineCreated.self)
             // The start-up clock runs from the VM's creation, as MHC's nodeStartupTimeout does.
             let expired =

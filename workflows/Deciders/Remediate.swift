@@ -34,6 +34,8 @@ public enum Remediate: Workflow {
         public var image: String?
         public var cpuCores: Int
         public var memory: String
+        /// The MachineDeployment's templates (VM and bootstrap); nil for the default VM.
+        public var template: Activities.MachineTemplate?
         /// The deployment's desired replicas and its machines now (the unhealthy one included).
         public var replicas: Int
         public var machines: [String]
@@ -44,7 +46,7 @@ public enum Remediate: Workflow {
 
         public init(
             runID: String, cluster: Activities.ClusterRef, deployment: String, check: String, machine: String, reason: String,
-            message: String, version: String, image: String? = nil, cpuCores: Int = 2, memory: String = "4Gi", replicas: Int,
+            message: String, version: String, image: String? = nil, cpuCores: Int = 2, memory: String = "4Gi", template: Activities.MachineTemplate? = nil, replicas: Int,
             machines: [String], maxSurge: IntOrPercent = .count(1), drainTimeoutSeconds: Int = 600,
             nodeStartupTimeoutSeconds: Int = 600, pollIntervalMilliseconds: Int = 2000
         ) {
@@ -59,6 +61,7 @@ public enum Remediate: Workflow {
             self.image = image
             self.cpuCores = cpuCores
             self.memory = memory
+            self.template = template
             self.replicas = replicas
             self.machines = machines
             self.maxSurge = maxSurge
@@ -194,7 +197,7 @@ public enum Remediate: Workflow {
                     provisionID(input), type: ProvisionMachine.type,
                     ProvisionMachine.Input(
                         cluster: input.cluster, deployment: input.deployment, machine: replacement, kubeletVersion: input.version,
-                        image: input.image, cpuCores: input.cpuCores, memory: input.memory,
+                        image: input.image, cpuCores: input.cpuCores, memory: input.memory, template: input.template,
                         nodeStartupTimeoutSeconds: input.nodeStartupTimeoutSeconds, pollIntervalMilliseconds: input.pollIntervalMilliseconds),
                     as: ProvisionMachine.Output.self)
             }

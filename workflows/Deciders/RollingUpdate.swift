@@ -24,6 +24,8 @@ public enum RollingUpdate: Workflow {
         public var image: String?
         public var cpuCores: Int
         public var memory: String
+        /// The MachineDeployment's templates (VM and bootstrap); nil for the default VM.
+        public var template: Activities.MachineTemplate?
         /// Desired replicas.
         public var replicas: Int
         public var maxSurge: IntOrPercent
@@ -36,7 +38,7 @@ public enum RollingUpdate: Workflow {
 
         public init(
             runID: String, cluster: Activities.ClusterRef, deployment: String, version: String, image: String? = nil,
-            cpuCores: Int = 2, memory: String = "4Gi", replicas: Int, maxSurge: IntOrPercent = .count(1),
+            cpuCores: Int = 2, memory: String = "4Gi", template: Activities.MachineTemplate? = nil, replicas: Int, maxSurge: IntOrPercent = .count(1),
             maxUnavailable: IntOrPercent = .count(0), machines: [String], drainTimeoutSeconds: Int = 600,
             nodeStartupTimeoutSeconds: Int = 600, pollIntervalMilliseconds: Int = 2000
         ) {
@@ -47,6 +49,7 @@ public enum RollingUpdate: Workflow {
             self.image = image
             self.cpuCores = cpuCores
             self.memory = memory
+            self.template = template
             self.replicas = replicas
             self.maxSurge = maxSurge
             self.maxUnavailable = maxUnavailable
@@ -122,7 +125,7 @@ public enum RollingUpdate: Workflow {
                     provisionID(input, name), type: ProvisionMachine.type,
                     ProvisionMachine.Input(
                         cluster: input.cluster, deployment: input.deployment, machine: name, kubeletVersion: input.version,
-                        image: input.image, cpuCores: input.cpuCores, memory: input.memory,
+                        image: input.image, cpuCores: input.cpuCores, memory: input.memory, template: input.template,
                         nodeStartupTimeoutSeconds: input.nodeStartupTimeoutSeconds,
                         pollIntervalMilliseconds: input.pollIntervalMilliseconds),
                     as: ProvisionMachine.Output.self)

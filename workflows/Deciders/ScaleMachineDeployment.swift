@@ -25,6 +25,8 @@ public enum ScaleMachineDeployment: Workflow {
         public var image: String?
         public var cpuCores: Int
         public var memory: String
+        /// The MachineDeployment's templates (VM and bootstrap); nil for the default VM.
+        public var template: Activities.MachineTemplate?
         public var machines: [RolloutMachine]
         public var strategy: RolloutStrategy
         public var deletionOrder: DeletionOrder
@@ -36,7 +38,7 @@ public enum ScaleMachineDeployment: Workflow {
 
         public init(
             runID: String, cluster: Activities.ClusterRef, deployment: String, replicas: Int, version: String,
-            image: String? = nil, cpuCores: Int = 2, memory: String = "4Gi", machines: [RolloutMachine],
+            image: String? = nil, cpuCores: Int = 2, memory: String = "4Gi", template: Activities.MachineTemplate? = nil, machines: [RolloutMachine],
             strategy: RolloutStrategy = .default, deletionOrder: DeletionOrder = .random, seed: UInt64 = 0,
             drainTimeoutSeconds: Int = 600, nodeStartupTimeoutSeconds: Int = 600, pollIntervalMilliseconds: Int = 2000
         ) {
@@ -48,6 +50,7 @@ public enum ScaleMachineDeployment: Workflow {
             self.image = image
             self.cpuCores = cpuCores
             self.memory = memory
+            self.template = template
             self.machines = machines
             self.strategy = strategy
             self.deletionOrder = deletionOrder
@@ -98,7 +101,7 @@ public enum ScaleMachineDeployment: Workflow {
                     MachineNaming.childID(runID: input.runID, verb: "provision", machine: machine), type: ProvisionMachine.type,
                     ProvisionMachine.Input(
                         cluster: input.cluster, deployment: input.deployment, machine: machine, kubeletVersion: input.version,
-                        image: input.image, cpuCores: input.cpuCores, memory: input.memory,
+                        image: input.image, cpuCores: input.cpuCores, memory: input.memory, template: input.template,
                         nodeStartupTimeoutSeconds: input.nodeStartupTimeoutSeconds,
                         pollIntervalMilliseconds: input.pollIntervalMilliseconds),
                     as: ProvisionMachine.Output.self)

@@ -29,12 +29,31 @@ extension FleetExecutors {
         let join = KubeadmJoin(
             apiServerEndpoint: endpoint, token: tokens.draw(),
             caCertHashes: try KubeadmJoin.caCertHashes(trustedBy: workload.connection), nodeName: input.machine,
-            kubeletVersion: input.kubeletVersion)
+            kubeletVersion: input.kubeletVersion,
+            extras: try await resolvedExtras(input.bootstrap ?? KubeadmConfigExtras(), namespace: input.cluster.namespace))
         let name = Self.userdataSecretName(input.machine)
         let token = try await management.ensureMachineBootstrap(
             userdataSecretName: name, namespace: input.cluster.namespace, join: join, clusterName: input.cluster.name,
             key: key, workload: workload, tokenExpiration: rfc3339(clock.now() + tokenLifetime))
         return Activities.BootstrapOutput(userdataSecretName: name, tokenID: token.id)
+    }
+
+    /// The template's files with each `contentFrom.secret` read from its Secret in the
+    /// machine's namespace (CABPK reads them at bootstrap too). The content is never logged.
+    private func resolvedExtras(_ extras: KubeadmConfigExtras, namespace: String) async throws -> KubeadmConfigExtras {
+        var resolved = extras
+        for (index, file) in extras.files.enumerated() {
+            guard file.content == nil, let source = file.contentFrom else { continue }
+            let secret = try await management.getIfPresent(.secrets, name: source.name, namespace: namespace, as: Secret.self)
+            guard let bytes = secret?.data?[source.key] else {
+                throw ActivityFailure(
+                    kind: Activities.FailureKind.notReady,
+                    message: "bootstrap file \(file.path): Secret \(namespace)/\(source.name) "
+                        + (secret == nil ? "does not exist" : "has no key \(source.key)"))
+            }
+            resolved.files[index].content = bytes.exposedString
+        }
+        return resolved
     }
 
     func createVirtualMachine(
@@ -43,8 +62,11 @@ extension FleetExecutors {
         var spec = KubeVirtProvider.MachineSpec(
             name: input.machine, namespace: input.cluster.namespace, clusterName: input.cluster.name,
             cpuCores: input.cpuCores, memory: input.memory, bootstrapSecretName: input.userdataSecretName,
-            labels: [Self.deploymentNameLabel: input.deployment])
-        if let image = input.image { spec.image = image }
+            labels: [Self.deploymentNameLabel: input.deployment], template: input.virtualMachine)
+        if let image = input.image {
+            spec.image = image
+            spec.imageOverride = true
+        }
         let outcome = try await KubeVirtProvider(client: management).ensureVirtualMachine(spec, key: key)
         return Activities.VirtualMachineCreated(created: outcome.wasCreatedNow)
     }

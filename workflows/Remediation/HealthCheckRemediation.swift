@@ -58,7 +58,7 @@ public enum HealthCheckRemediation {
             let input = Remediate.Input(
                 runID: remediation.workflowID, cluster: cluster.ref, deployment: deployment.name, check: remediation.check,
                 machine: remediation.finding.machine, reason: remediation.finding.reason.rawValue, message: remediation.finding.message,
-                version: installed.description, image: cluster.catalog?.machineImage(for: installed), replicas: deployment.replicas,
+                version: installed.description, image: cluster.catalog?.machineImage(for: installed), template: deployment.template, replicas: deployment.replicas,
                 machines: machines, maxSurge: deployment.maxSurge, drainTimeoutSeconds: tuning.drainTimeoutSeconds,
                 nodeStartupTimeoutSeconds: cluster.nodeStartupTimeoutSeconds, pollIntervalMilliseconds: tuning.pollIntervalMilliseconds)
             result.starts.append(

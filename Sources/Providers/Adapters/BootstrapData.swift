@@ -70,21 +70,27 @@ public struct KubeadmJoin: Sendable, Hashable {
     public var nodeName: String
     /// The kubelet to install, `v1.33.2`; must share the control plane's minor (kubeadm join).
     public var kubeletVersion: String
+    /// What the machine's KubeadmConfigTemplate adds: files, commands, node registration.
+    public var extras: KubeadmConfigExtras
 
     public init(
         apiServerEndpoint: String, token: BootstrapToken, caCertHashes: [String], nodeName: String,
-        kubeletVersion: String
+        kubeletVersion: String, extras: KubeadmConfigExtras = KubeadmConfigExtras()
     ) {
         self.apiServerEndpoint = apiServerEndpoint
         self.token = token
         self.caCertHashes = caCertHashes
         self.nodeName = nodeName
         self.kubeletVersion = kubeletVersion
+        self.extras = extras
     }
 
-    /// cloud-init user data in CABPK's shape: writes `/run/kubeadm/kubeadm-join-config.yaml`
-    /// (a `kubeadm.k8s.io/v1beta4` JoinConfiguration), runs `kubeadm join --config`, then writes
-    /// the bootstrap sentinel. Holds the token, so it is returned redacted.
+    /// cloud-init user data in CABPK's shape: the template's files, then
+    /// `/run/kubeadm/kubeadm-join-config.yaml` (a `kubeadm.k8s.io/v1beta4` JoinConfiguration);
+    /// runs the template's `preKubeadmCommands`, `kubeadm join --config`, its
+    /// `postKubeadmCommands`, then writes the bootstrap sentinel. Holds the token, so it is
+    /// returned redacted. Every value from a template is written as a double-quoted YAML
+    /// scalar, so no content can change the document's structure.
     public func cloudConfig() -> RedactedBytes {
         let discovery: String
         if caCertHashes.isEmpty {
@@ -92,11 +98,39 @@ public struct KubeadmJoin: Sendable, Hashable {
         } else {
             discovery = "        caCertHashes:\n" + caCertHashes.map { "        - \"\($0)\"" }.joined(separator: "\n")
         }
+        let quoted = KubeadmConfigExtras.yamlQuoted
+        var extraArgs = ["      - name: provider-id\n        value: \"kubevirt://\(nodeName)\""]
+        for argument in extras.kubeletExtraArgs where argument.name != "provider-id" {
+            extraArgs.append("      - name: \(quoted(argument.name))\n        value: \(quoted(argument.value))")
+        }
+        var registration = extraArgs.joined(separator: "\n")
+        if let taints = extras.taints {
+            if taints.isEmpty {
+                registration += "\n      taints: []"
+            } else {
+                registration += "\n      taints:"
+                for taint in taints {
+                    registration += "\n      - key: \(quoted(taint.key))\n        effect: \(quoted(taint.effect))"
+                    if let value = taint.value { registration += "\n        value: \(quoted(value))" }
+                }
+            }
+        }
+        var files = ""
+        for file in extras.files {
+            files += "- path: \(quoted(file.path))\n"
+            if let owner = file.owner { files += "  owner: \(quoted(owner))\n" }
+            if let permissions = file.permissions { files += "  permissions: \(quoted(permissions))\n" }
+            if let encoding = file.encoding { files += "  encoding: \(quoted(encoding))\n" }
+            if file.append { files += "  append: true\n" }
+            files += "  content: \(quoted(file.content ?? ""))\n"
+        }
+        let before = extras.preKubeadmCommands.map { "- \(quoted($0))\n" }.joined()
+        let after = extras.postKubeadmCommands.map { "- \(quoted($0))\n" }.joined()
         let text = """
             ## template: jinja
             #cloud-config
             write_files:
-            - path: /run/kubeadm/kubeadm-join-config.yaml
+            \(files)- path: /run/kubeadm/kubeadm-join-config.yaml
               owner: root:root
               permissions: '0640'
               content: |
@@ -110,19 +144,107 @@ public struct KubeadmJoin: Sendable, Hashable {
                 nodeRegistration:
                   name: "\(nodeName)"
                   kubeletExtraArgs:
-                  - name: provider-id
-                    value: "kubevirt://\(nodeName)"
+            \(registration)
             - path: /etc/capstan/node.yaml
               owner: root:root
               permissions: '0644'
               content: |
                 kubeletVersion: \(kubeletVersion)
             runcmd:
-            - kubeadm join --config /run/kubeadm/kubeadm-join-config.yaml
-            - mkdir -p /run/cluster-api && echo success > /run/cluster-api/bootstrap-success.complete
+            \(before)- kubeadm join --config /run/kubeadm/kubeadm-join-config.yaml
+            \(after)- mkdir -p /run/cluster-api && echo success > /run/cluster-api/bootstrap-success.complete
 
             """
         return RedactedBytes(text)
+    }
+}
+
+/// What a KubeadmConfigTemplate (`spec.template.spec`) adds to a worker's cloud-init, as CABPK
+/// renders it: files written before the join, commands before and after it, and the
+/// JoinConfiguration's `nodeRegistration` kubelet arguments and taints. Discovery (endpoint,
+/// token, CA pins) is always Capstan's own, as CABPK's is.
+public struct KubeadmConfigExtras: Codable, Sendable, Hashable {
+    public struct File: Codable, Sendable, Hashable {
+        public var path: String
+        public var owner: String?
+        public var permissions: String?
+        /// cloud-init's `encoding` (`base64`, `gzip`, `gzip+base64`), passed through.
+        public var encoding: String?
+        public var append: Bool
+        /// The content; nil while it still has to be read from ``contentFrom``.
+        public var content: String?
+        /// `contentFrom.secret`: read from this Secret (in the machine's namespace) at bootstrap.
+        public var contentFrom: SecretKeyReference?
+
+        public init(
+            path: String, owner: String? = nil, permissions: String? = nil, encoding: String? = nil,
+            append: Bool = false, content: String? = nil, contentFrom: SecretKeyReference? = nil
+        ) {
+            self.path = path
+            self.owner = owner
+            self.permissions = permissions
+            self.encoding = encoding
+            self.append = append
+            self.content = content
+            self.contentFrom = contentFrom
+        }
+    }
+
+    public struct SecretKeyReference: Codable, Sendable, Hashable {
+        public var name: String
+        public var key: String
+        public init(name: String, key: String) {
+            self.name = name
+            self.key = key
+        }
+    }
+
+    public struct Argument: Codable, Sendable, Hashable {
+        public var name: String
+        public var value: String
+        public init(name: String, value: String) {
+            self.name = name
+            self.value = value
+        }
+    }
+
+    public struct Taint: Codable, Sendable, Hashable {
+        public var key: String
+        public var value: String?
+        public var effect: String
+        public init(key: String, value: String? = nil, effect: String) {
+            self.key = key
+            self.value = value
+            self.effect = effect
+        }
+    }
+
+    public var files: [File]
+    public var preKubeadmCommands: [String]
+    public var postKubeadmCommands: [String]
+    /// In order (v1beta2 lists them; a v1beta1 map arrives sorted by name).
+    public var kubeletExtraArgs: [Argument]
+    /// nil leaves kubeadm's default; `[]` registers the Node with no taints.
+    public var taints: [Taint]?
+
+    public init(
+        files: [File] = [], preKubeadmCommands: [String] = [], postKubeadmCommands: [String] = [],
+        kubeletExtraArgs: [Argument] = [], taints: [Taint]? = nil
+    ) {
+        self.files = files
+        self.preKubeadmCommands = preKubeadmCommands
+        self.postKubeadmCommands = postKubeadmCommands
+        self.kubeletExtraArgs = kubeletExtraArgs
+        self.taints = taints
+    }
+
+    /// `text` as a double-quoted YAML scalar (a JSON string literal is one: YAML 1.2 reads
+    /// JSON's escapes), on one line whatever it holds.
+    static func yamlQuoted(_ text: String) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        // Encoding a String cannot fail.
+        return String(decoding: (try? encoder.encode(text)) ?? Data("\"\"".utf8), as: UTF8.self)
     }
 }
 

@@ -84,6 +84,15 @@ enum FleetManifests {
                               domain:
                                 cpu: {cores: 2}
                                 memory: {guest: 4Gi}
+                                devices:
+                                  disks:
+                                  - name: containervolume
+                                    disk: {bus: virtio}
+                              evictionStrategy: External
+                              volumes:
+                              - name: containervolume
+                                containerDisk:
+                                  image: quay.io/capk/ubuntu-2404-container-disk:\(version)
                 """,
                 """
                 apiVersion: bootstrap.cluster.x-k8s.io/v1beta1
