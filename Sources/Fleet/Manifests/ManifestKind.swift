@@ -46,9 +46,12 @@ enum KindRegistry {
             "spec.version", "spec.replicas", "spec.dataStoreName", "spec.addons", "spec.kubelet", "spec.network",
             "spec.deployment",
         ]
+        // What a worker's userdata takes from the template (KubeadmConfigExtras); discovery, the
+        // Node name and the rest of joinConfiguration are Capstan's own, so they are reported.
         let kubeadmActed: Set = [
-            "spec.template.spec.joinConfiguration", "spec.template.spec.files", "spec.template.spec.preKubeadmCommands",
-            "spec.template.spec.postKubeadmCommands",
+            "spec.template.spec.joinConfiguration.nodeRegistration.kubeletExtraArgs",
+            "spec.template.spec.joinConfiguration.nodeRegistration.taints", "spec.template.spec.files",
+            "spec.template.spec.preKubeadmCommands", "spec.template.spec.postKubeadmCommands",
         ]
         return [
             Entry(kind: .init(group: cluster, version: "v1beta1", kind: "Cluster"),
