@@ -51,7 +51,7 @@ import Workflows
         let data = work + "/data"
         let supervisor = ServeSupervisor(
             executable: try builtExecutable("capstan"),
-            arguments: ["serve", "--data-dir", data, "--kubeconfig", sim.managementKubeconfigPath, "--log-level", "notice"],
+            arguments: ["serve", "--data-dir", data, "--kubeconfig", sim.managementKubeconfigPath, "--log-level", "info"],
             logPath: work + "/serve.log")
         do {
             try await runCrashLoop(sim: sim, supervisor: supervisor, data: data, seed: seed, label: label)
@@ -70,7 +70,12 @@ import Workflows
         try await supervisor.ensureRunning()
         // The work lasts at least ~13 s of kube-sim delays; lifetimes of 200-600 ms (mean 400)
         // give ~30 kills in it, so the >= 20 floor holds on a quiet, fast machine too.
-        let chaos = Task { try await supervisor.chaos(seed: seed, lifetimeMilliseconds: 200...600) }
+        // Each lifetime counts from the moment serve runs its services: on a loaded machine a
+        // start-up outlasted the lifetimes counted from the spawn, no kill-free window was
+        // left, and CreateCluster's 300 s control-plane wait expired unread (seen at load 10+).
+        let chaos = Task {
+            try await supervisor.chaos(seed: seed, lifetimeMilliseconds: 200...600, afterLogLine: "[Workflows] controller.started")
+        }
 
         let create = CreateCluster.Input(
             runID: "c1/create", cluster: cluster, version: "v1.33.0", controlPlaneReplicas: 2,
@@ -93,6 +98,8 @@ import Workflows
         _ = try? await chaos.value
         let kills = await supervisor.kills
         #expect(kills >= 20, "only \(kills) SIGKILLs landed during the work (seed \(seed))")
+        // The last restart must be running its services: SIGTERM during start-up ends it with 15.
+        try await supervisor.waitForCurrentLog("[Workflows] controller.started")
         let status = await supervisor.terminate()
         #expect(status == 0, "serve exits 0 on SIGTERM")
 
