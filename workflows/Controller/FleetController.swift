@@ -107,9 +107,12 @@ public enum FleetController {
                     runID: id, cluster: desired.ref, version: version.description,
                     controlPlaneReplicas: desired.controlPlaneReplicas,
                     deployments: desired.deployments.map {
-                        CreateCluster.Deployment(
-                            name: $0.name, replicas: $0.replicas, image: desired.catalog?.machineImage(for: version),
-                            template: $0.template)
+                        // Workers at their MachineDeployment's version, as CAPI creates them
+                        // (apply refuses one newer than the control plane; min() keeps the rule).
+                        let workers = min($0.version ?? version, version)
+                        return CreateCluster.Deployment(
+                            name: $0.name, replicas: $0.replicas, image: desired.catalog?.machineImage(for: workers),
+                            template: $0.template, version: workers.description)
                     },
                     nodeStartupTimeoutSeconds: desired.nodeStartupTimeoutSeconds,
                     controlPlaneTimeoutSeconds: tuning.controlPlaneTimeoutSeconds,

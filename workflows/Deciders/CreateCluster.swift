@@ -20,8 +20,15 @@ public enum CreateCluster: Workflow {
         public var memory: String
         /// The MachineDeployment's templates (VM and bootstrap); nil for the default VM.
         public var template: Activities.MachineTemplate?
+        /// The kubelet its machines join with: the MachineDeployment's `version` (never newer
+        /// than the control plane); nil for the control plane's.
+        public var version: String?
 
-        public init(name: String, replicas: Int, image: String? = nil, cpuCores: Int = 2, memory: String = "4Gi", template: Activities.MachineTemplate? = nil) {
+        public init(
+            name: String, replicas: Int, image: String? = nil, cpuCores: Int = 2, memory: String = "4Gi",
+            template: Activities.MachineTemplate? = nil, version: String? = nil
+        ) {
+            self.version = version
             self.name = name
             self.replicas = replicas
             self.image = image
@@ -121,7 +128,7 @@ public enum CreateCluster: Workflow {
             for ordinal in 1...deployment.replicas {
                 let machine = MachineNaming.name(deployment: deployment.name, ordinal: ordinal)
                 let child = ProvisionMachine.Input(
-                    cluster: input.cluster, deployment: deployment.name, machine: machine, kubeletVersion: input.version,
+                    cluster: input.cluster, deployment: deployment.name, machine: machine, kubeletVersion: deployment.version ?? input.version,
                     image: deployment.image, cpuCores: deployment.cpuCores, memory: deployment.memory, template: deployment.template,
                     nodeStartupTimeoutSeconds: input.nodeStartupTimeoutSeconds,
                     pollIntervalMilliseconds: input.pollIntervalMilliseconds)

@@ -23,7 +23,7 @@ enum FleetManifests {
     }
 
     /// One cluster `name` at `version`, with `deployments` MachineDeployments of `replicas` each.
-    static func cluster(_ name: String, version: String, deployments: Int = 2, replicas: Int = 3) -> String {
+    static func cluster(_ name: String, version: String, deployments: Int = 2, replicas: Int = 3, workerVersion: String? = nil) -> String {
         var documents = [
             """
             apiVersion: cluster.x-k8s.io/v1beta1
@@ -127,7 +127,7 @@ enum FleetManifests {
                   template:
                     spec:
                       clusterName: \(name)
-                      version: \(version)
+                      version: \(workerVersion ?? version)
                       bootstrap:
                         configRef:
                           apiVersion: bootstrap.cluster.x-k8s.io/v1beta1
