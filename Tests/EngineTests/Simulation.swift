@@ -519,6 +519,18 @@ struct SimulationRun {
     }
 
     mutating func checkFinalInvariants() {
+        violations += Self.historyViolations(store: store, checker: core, applications: applications)
+        if crashes == 0 { violation("the run never crashed") }
+    }
+
+    /// What the log and the external system must show once every workflow has ended:
+    /// terminal states, attempts within their budget, retry times inside the policy's
+    /// bounds, each completed key completed once and its effect applied exactly once,
+    /// final snapshots equal to the fold of their streams, no unfinished entry or held
+    /// unique key. `checker` is any core with the same workflow types (it folds).
+    static func historyViolations(store: InMemoryStore, checker core: EngineCore, applications: [String: Int]) -> [String] {
+        var violations: [String] = []
+        func violation(_ text: String) { violations.append(text) }
         let all = store.readAll(after: .start)
         let workflowStreams = Set(all.map(\.streamID).filter { $0.rawValue.hasPrefix("workflow/") })
         var completions: [String: Int] = [:]
@@ -596,7 +608,6 @@ struct SimulationRun {
         for (key, count) in applications where count != 1 {
             violation("effect of \(key) applied \(count) times")
         }
-        if crashes == 0 { violation("the run never crashed") }
         if let running = try? store.stateEntries(withPrefix: StateKey.runningPrefix), !running.isEmpty {
             violation("unfinished index still lists \(running.map(\.key))")
         }
@@ -604,6 +615,7 @@ struct SimulationRun {
             violation("unique keys still held: \(unique.map(\.key))")
         }
         if workflowStreams.count < 7 { violation("only \(workflowStreams.count) workflows ran") }
+        return violations
     }
 }
 

@@ -412,10 +412,7 @@ public final class EngineCore {
     /// Takes what must be appended (events, snapshots, unique keys, inbox position) and the
     /// calls to make once it has committed. Nil when there is nothing.
     public func takeBatch() -> EngineBatch? {
-        guard
-            !pendingStreams.isEmpty || !pendingDispatches.isEmpty || !pendingCancellations.isEmpty || !pendingNotices.isEmpty
-                || !pendingStateWrites.isEmpty || !touched.isEmpty
-        else { return nil }
+        guard hasPendingOutput else { return nil }
         var writes = pendingStateWrites
         for workflowID in touched {
             if let instance = instances[workflowID] {
@@ -444,6 +441,12 @@ public final class EngineCore {
         pendingStateWrites = [:]
         pendingDispatches = []
         return batch
+    }
+
+    /// Whether ``takeBatch()`` has something to hand over.
+    public var hasPendingOutput: Bool {
+        !pendingStreams.isEmpty || !pendingDispatches.isEmpty || !pendingCancellations.isEmpty || !pendingNotices.isEmpty
+            || !pendingStateWrites.isEmpty || !touched.isEmpty
     }
 
     /// Whether an attempt is still wanted (call it right before calling the executor).

@@ -58,6 +58,10 @@ public actor WorkflowEngine: Service {
     /// Callers waiting for the commit of what they decided (resumed after the next append).
     private var commitWaiters: [CheckedContinuation<Void, any Error>] = []
     private var workWaiter: CheckedContinuation<Void, Never>?
+    /// Where the timer loop sleeps until (nil while it runs).
+    private var timerSleepsUntil: Timestamp?
+    private var launchedCount = 0
+    private var reportedCount = 0
 
     /// Workflows rebuilt at start-up, and how long it took.
     public nonisolated let recoveredWorkflows: Int
@@ -157,6 +161,29 @@ public actor WorkflowEngine: Service {
 
     /// Executors given up after their grace that still run.
     public var abandonedExecutorCount: Int { core.abandonedExecutorCount }
+
+    /// Where the runtime stands, for a simulation that drives it on a ``VirtualClock``: it has
+    /// settled once the commit loop waits with nothing pending, the timer loop sleeps until a
+    /// time still ahead, every executor task launched has entered its executor, and every
+    /// executor that returned has been reported (the simulation counts the executor side).
+    public struct LoopState: Sendable {
+        public var commitLoopWaits: Bool
+        public var pendingOutput: Bool
+        public var timerLoopSleepsUntil: Timestamp?
+        /// Executor tasks launched, and results reported back, since the engine was created.
+        public var launched: Int
+        public var reported: Int
+        /// When the core next has something to do (a timer, retry, deadline or grace).
+        public var nextWakeup: Timestamp?
+        /// The inbox position handled (a log position).
+        public var inboxPosition: UInt64
+    }
+
+    public var loopState: LoopState {
+        LoopState(
+            commitLoopWaits: workWaiter != nil, pendingOutput: core.hasPendingOutput, timerLoopSleepsUntil: timerSleepsUntil,
+            launched: launchedCount, reported: reportedCount, nextWakeup: core.nextWakeup, inboxPosition: core.inboxPosition.rawValue)
+    }
 
     /// Appends committed, and the events they held (for benchmarks and metrics).
     public private(set) var commitCount = 0
@@ -287,7 +314,10 @@ public actor WorkflowEngine: Service {
                 continue
             }
             let cap = now + longestSleep
-            try await clock.sleep(until: core.nextWakeup.map { min($0, cap) } ?? cap)
+            let until = core.nextWakeup.map { min($0, cap) } ?? cap
+            timerSleepsUntil = until
+            defer { timerSleepsUntil = nil }
+            try await clock.sleep(until: until)
         }
     }
 
@@ -304,6 +334,7 @@ public actor WorkflowEngine: Service {
         guard core.isInFlight(dispatch) else { return }
         let executor = executors[dispatch.name]
         let id = dispatch.attemptID
+        launchedCount += 1
         tasks[id] = Task { [self] in
             let result = await Self.call(executor, dispatch)
             await finished(dispatch, result)
@@ -312,6 +343,7 @@ public actor WorkflowEngine: Service {
 
     private func finished(_ dispatch: ActivityDispatch, _ result: Result<String, ActivityFailure>) {
         tasks[dispatch.attemptID] = nil
+        reportedCount += 1
         defer { notify() }
         if stopCancelled, case .failure(let failure) = result, failure.kind == "cancelled", core.isInFlight(dispatch) {
             // Cancelled by the stop, not failed: the attempt stays open in the log and runs
