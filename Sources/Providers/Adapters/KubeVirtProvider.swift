@@ -90,7 +90,9 @@ public struct KubeVirtProvider: Sendable {
         let root = template.objectValue ?? [:]
         let templateMetadata = root["metadata"]?.objectValue ?? [:]
         var vmSpec = root["spec"]?.objectValue ?? [:]
-        if vmSpec["runStrategy"] == nil && vmSpec["running"] == nil { vmSpec["runStrategy"] = RunStrategyName.always }
+        if vmSpec["runStrategy"] == nil && vmSpec["running"] == nil {
+            vmSpec["runStrategy"] = .string(VirtualMachine.RunStrategy.always.rawValue)
+        }
         var instance = vmSpec["template"]?.objectValue ?? [:]
         var instanceMetadata = instance["metadata"]?.objectValue ?? [:]
         instanceMetadata["labels"] = merged(instanceMetadata["labels"])
@@ -136,10 +138,6 @@ public struct KubeVirtProvider: Sendable {
         return RawObject(
             apiVersion: ResourceType.virtualMachines.apiVersion, kind: "VirtualMachine", metadata: metadata,
             fields: ["spec": .object(vmSpec)])
-    }
-
-    private enum RunStrategyName {
-        static let always: JSONValue = .string(VirtualMachine.RunStrategy.always.rawValue)
     }
 
     /// Creates the VM once under `key` (a repeat finds its own VM and succeeds): from the
