@@ -10,6 +10,14 @@ public struct EventLogOptions: Sendable {
     public var dictionaryTraining: DictionaryTraining = .init()
     /// zstd level for payloads (default 3).
     public var compressionLevel: Int32 = 3
+    /// Events the writer leaves unfolded at most before it folds them into the derived tables
+    /// (stream index, name hashes, type counters) in a transaction of its own (default 4096);
+    /// it also folds once its inbox has been idle for 2 ms, and at close. Readers cover the
+    /// unfolded tail by reading its envelopes, so a larger bound trades their work for fewer
+    /// scattered page writes (see docs/log-format.md, "The fold").
+    public var maxUnfoldedEvents: Int = 4096
+    /// Tests only: fold when the inbox is idle (tests that look at the tail turn it off).
+    var foldsWhenIdle = true
 
     public init() {}
 }

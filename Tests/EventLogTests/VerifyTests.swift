@@ -1,3 +1,4 @@
+import CLMDB
 import Foundation
 import Testing
 
@@ -63,7 +64,11 @@ struct VerifyTests {
             var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: damagedPath)))
             // Position 77's payload: find it in the file and flip one byte in its middle.
             let needle = payloads[76]
-            let offset = try #require(Self.find(needle, in: bytes))
+            let live = try #require(try Self.fileOffsets(dir + "/log") { txn in
+                try txn.get(txn.dbs.events, Keys.position(77)).map { [$0] } ?? []
+            }.first)
+            let within = try #require(Self.find(needle, in: Array(bytes[live..<(live + 400)])))
+            let offset = live + within
             bytes[offset + 100] ^= 0xFF
             try Data(bytes).write(to: URL(fileURLWithPath: damagedPath))
 
@@ -214,6 +219,24 @@ struct VerifyTests {
         let txn = try WriteTransaction(environment: environment)
         try body(txn)
         try txn.commit()
+    }
+
+    /// The file offsets of what `body` returns (bytes read through the map in one read
+    /// transaction): the live copies, where a search of the file can find stale ones in free
+    /// pages first (the fold rewrites pages after the commits).
+    static func fileOffsets(
+        _ directory: String, _ body: (ReadTransaction) throws -> [UnsafeRawBufferPointer]
+    ) throws -> [Int] {
+        let environment = try LMDBEnvironment.shared(directory: directory, create: false, mapSizeBytes: 0)
+        // The map is page-aligned and every page starts with its own number (`mp_pgno`):
+        // the page of bytes inside a leaf page, and their offset in it.
+        return try environment.read { txn in
+            try body(txn).map { bytes in
+                let address = Int(bitPattern: bytes.baseAddress)
+                let page = UnsafeRawPointer(bitPattern: address & ~4095)!.load(as: UInt64.self)
+                return Int(page) * 4096 + address & 4095
+            }
+        }
     }
 
     static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {

@@ -69,10 +69,18 @@ final class LMDBEnvironment: @unchecked Sendable {
     let changes = ChangeNotifier()
     /// Decoding caches shared by the readers of this process.
     let caches = ReaderCaches()
+    /// The unfolded tail as this process's readers have read it.
+    let tail = TailCache()
     /// Times a write transaction of this process met `MDB_MAP_FULL` (tests and stats).
     let mapFullCount = Atomic<Int>(0)
     /// Tests only: an error code every commit of the writer fails with (sticky, like a panic).
     let injectedCommitError = Mutex<Int32?>(nil)
+    /// Tests only: an error code every fold of the writer fails with.
+    let injectedFoldError = Mutex<Int32?>(nil)
+    /// Folds of the unfolded tail committed by this process's writer (tests and stats).
+    let foldCount = Atomic<Int>(0)
+    /// Folds that failed and stopped folding (tests and stats).
+    let foldFailureCount = Atomic<Int>(0)
     /// Set while the writer waits to grow the map ahead of need: new read transactions hold
     /// back briefly so a steady stream of them cannot keep the writer out.
     private let growthPending = Atomic<Bool>(false)
@@ -274,7 +282,7 @@ final class LMDBEnvironment: @unchecked Sendable {
                 throw EventLogError.wrap(error, "reading \(directory)")
             }
             guard let txn else { preconditionFailure("mdb_txn_begin returned success without a transaction") }
-            return try body(ReadTransaction(txn: txn, dbs: dbs))
+            return try body(ReadTransaction(txn: txn, dbs: dbs, tail: tail))
         }
         throw EventLogError(.lmdb, "reading \(directory): the map kept growing under the reader")
     }
@@ -379,6 +387,10 @@ private struct WeakEnvironment {
 struct ReadTransaction {
     let txn: OpaquePointer
     let dbs: Databases
+    /// Readers' cache of the unfolded tail; nil in the writer's view of its own transaction,
+    /// which must not see the tail through it (it knows its tail, and what it has not
+    /// committed must not reach readers' caches).
+    var tail: TailCache? = nil
 
     /// The value under `key`, or nil; the bytes live in the map until the transaction ends.
     func get(_ dbi: MDB_dbi, _ key: UnsafeRawBufferPointer) throws(LMDBError) -> UnsafeRawBufferPointer? {

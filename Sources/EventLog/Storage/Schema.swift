@@ -28,9 +28,12 @@ enum NameKind: UInt8, CaseIterable, Sendable {
 
 /// Keys of the `meta` database.
 enum MetaKey {
-    /// UTF-8 "capstan-eventlog 1": what wrote this environment.
+    /// UTF-8 "capstan-eventlog 2": what wrote this environment (written with the first
+    /// `fold` record; logs of format 1 have none and are wholly folded).
     static let format: [UInt8] = Array("format".utf8)
-    static let formatValue: [UInt8] = Array("capstan-eventlog 1".utf8)
+    static let formatValue: [UInt8] = Array("capstan-eventlog 2".utf8)
+    /// The fold record (`FoldState`): how much of the log the derived tables cover.
+    static let fold: [UInt8] = Array("fold".utf8)
     /// "count.type" + type number (UInt32 BE) → events of that type (UInt64 LE).
     static let typeCountPrefix: [UInt8] = Array("count.type".utf8)
 
@@ -109,9 +112,77 @@ struct DictionaryRecord: Sendable {
     }
 }
 
+/// How far the derived tables (stream index, `names` hash entries, per-type counters) cover
+/// the log: every event at a position up to `position`, every name of each kind numbered up to
+/// its `numbers` entry. What lies beyond (the unfolded tail) is derived from the events and
+/// the number → name tables by whoever reads it; the writer folds it in when its inbox is
+/// idle or the tail reaches `EventLogOptions.maxUnfoldedEvents`.
+///
+/// `meta["fold"]`: byte 1 (version), position UInt64 LE, then the folded numbers of streams,
+/// event types and actors, UInt32 LE each (21 bytes). A log without the record (format 1)
+/// has no tail: every commit wrote its derived entries.
+struct FoldState: Equatable, Sendable {
+    var position: UInt64
+    var streams: UInt32
+    var eventTypes: UInt32
+    var actors: UInt32
+
+    static let version: UInt8 = 1
+    static let encodedSize = 21
+
+    func numbers(_ kind: NameKind) -> UInt32 {
+        switch kind {
+        case .stream: streams
+        case .eventType: eventTypes
+        case .actor: actors
+        }
+    }
+
+    init(position: UInt64, numbers: [NameKind: UInt32]) {
+        self.position = position
+        streams = numbers[.stream] ?? 0
+        eventTypes = numbers[.eventType] ?? 0
+        actors = numbers[.actor] ?? 0
+    }
+
+    func encoded() -> [UInt8] {
+        var bytes: [UInt8] = [Self.version]
+        withUnsafeBytes(of: position.littleEndian) { bytes += $0 }
+        for number in [streams, eventTypes, actors] { withUnsafeBytes(of: number.littleEndian) { bytes += $0 } }
+        return bytes
+    }
+
+    static func decode(_ raw: UnsafeRawBufferPointer) throws(EventLogError) -> FoldState {
+        guard raw.count == encodedSize, raw[0] == version else {
+            throw EventLogError(
+                .corrupt, "meta fold: a record of \(raw.count) bytes, version \(raw.first ?? 0) "
+                    + "(expected \(encodedSize) bytes, version \(version)): the log's fold record is damaged")
+        }
+        var state = FoldState(position: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 1, as: UInt64.self)),
+                              numbers: [:])
+        state.streams = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 9, as: UInt32.self))
+        state.eventTypes = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 13, as: UInt32.self))
+        state.actors = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 17, as: UInt32.self))
+        return state
+    }
+}
+
 extension ReadTransaction {
-    /// The number interned for `name`, or nil: the duplicates under its hash, checked by name.
-    func number(of name: String, kind: NameKind) throws(LMDBError) -> UInt32? {
+    /// The fold record of this snapshot; nil for a log of format 1 (wholly folded).
+    func foldState() throws -> FoldState? {
+        guard let raw = try get(dbs.meta, MetaKey.fold) else { return nil }
+        return try FoldState.decode(raw)
+    }
+
+    /// The number interned for `name`, or nil: its hash entry in `names`, else (readers only,
+    /// not the writer's own view) the names numbered since the last fold.
+    func number(of name: String, kind: NameKind) throws -> UInt32? {
+        if let number = try hashedNumber(of: name, kind: kind) { return number }
+        return try tailNumber(of: name, kind: kind)
+    }
+
+    /// The number interned for `name` according to the `names` hash entries only.
+    func hashedNumber(of name: String, kind: NameKind) throws(LMDBError) -> UInt32? {
         let cursor = try self.cursor(dbs.names)
         let key = kind.hashKey(name)
         var entry = try key.withUnsafeBytes { key in

@@ -64,8 +64,16 @@ enum StreamIndex {
 }
 
 extension ReadTransaction {
-    /// How many events the stream holds: full chunks before its last one, plus the last one's entries.
+    /// How many events the stream holds: the stream index's count, or after the last of its
+    /// events in the unfolded tail.
     func eventCount(streamNumber: UInt32) throws -> UInt64 {
+        if let last = try tailEntries(ofStream: streamNumber).last { return last.revision + 1 }
+        return try indexedEventCount(streamNumber: streamNumber)
+    }
+
+    /// How many events the stream index lists for the stream: full chunks before its last
+    /// one, plus the last one's entries.
+    func indexedEventCount(streamNumber: UInt32) throws -> UInt64 {
         let cursor = try self.cursor(dbs.streamIndex)
         let seek = StreamIndex.key(streamNumber, .max)
         var entry = try seek.withUnsafeBytes { try cursor.get(MDB_SET_RANGE, key: $0) }
@@ -82,10 +90,28 @@ extension ReadTransaction {
         return UInt64(chunk) * StreamIndex.chunkSize + UInt64(entries)
     }
 
-    /// Calls `body(revision, position)` for each index entry of a stream from revision `from`;
-    /// stops when it returns false.
+    /// Calls `body(revision, position)` for each entry of a stream from revision `from`: the
+    /// stream index's, then the unfolded tail's; stops when it returns false.
     /// - Throws: `.corrupt` when a chunk is missing, damaged, or short before the last.
     func forEachPosition(ofStream number: UInt32, from: UInt64, _ body: (UInt64, LogPosition) throws -> Bool) throws {
+        var next = from
+        let indexed = try forEachIndexedPosition(ofStream: number, from: from) { revision, position in
+            next = revision + 1
+            return try body(revision, position)
+        }
+        guard indexed else { return }
+        for entry in try tailEntries(ofStream: number) where entry.revision >= next {
+            guard try body(entry.revision, LogPosition(entry.position)) else { return }
+        }
+    }
+
+    /// Calls `body(revision, position)` for each stream index entry of a stream from revision
+    /// `from`; false when `body` stopped it.
+    /// - Throws: `.corrupt` when a chunk is missing, damaged, or short before the last.
+    @discardableResult
+    func forEachIndexedPosition(ofStream number: UInt32, from: UInt64, _ body: (UInt64, LogPosition) throws -> Bool)
+        throws -> Bool
+    {
         let cursor = try self.cursor(dbs.streamIndex)
         var chunk = UInt32(clamping: from / StreamIndex.chunkSize)
         let first = StreamIndex.key(number, chunk)
@@ -94,7 +120,7 @@ extension ReadTransaction {
         while let current = entry {
             guard current.key.count == 8,
                 Keys.readBigEndian(UnsafeRawBufferPointer(rebasing: current.key[0..<4]), UInt32.self) == number
-            else { return }
+            else { return true }
             let found = Keys.readBigEndian(UnsafeRawBufferPointer(rebasing: current.key[4..<8]), UInt32.self)
             guard found == chunk, !sawShortChunk else {
                 throw EventLogError(
@@ -106,19 +132,20 @@ extension ReadTransaction {
             for (offset, position) in positions.enumerated() {
                 let revision = UInt64(chunk) * StreamIndex.chunkSize + UInt64(offset)
                 if revision < from { continue }
-                guard try body(revision, LogPosition(position)) else { return }
+                guard try body(revision, LogPosition(position)) else { return false }
             }
             // Chunk numbers are UInt32: a damaged index naming the last one ends here.
-            guard chunk < .max else { return }
+            guard chunk < .max else { return true }
             chunk += 1
             entry = try cursor.get(MDB_NEXT)
         }
+        return true
     }
 }
 
 extension WriteTransaction {
-    /// Appends the contiguous `positions` to a stream that held `count` events.
-    func appendToStreamIndex(stream: UInt32, count: UInt64, positions: Range<UInt64>) throws {
+    /// Appends `positions` (increasing) to a stream whose index listed `count` events.
+    func appendToStreamIndex(stream: UInt32, count: UInt64, positions: some Sequence<UInt64>) throws {
         var chunk = UInt32(count / StreamIndex.chunkSize)
         var entries: [UInt64] = []
         if count % StreamIndex.chunkSize != 0 {

@@ -89,6 +89,24 @@ final class BatchWriter {
     /// Event types with a training under way.
     private var training: Set<UInt32> = []
 
+    // The unfolded tail (see `FoldState`): what commits since the last fold added to the
+    // derived tables, which the writer folds in when idle or once `maxUnfoldedEvents` is
+    // reached. Commits write only what must be durable: envelopes and new names (number →
+    // name, appended in order) and state writes.
+    /// The fold record as committed; nil while the log has none (format 1: wholly folded).
+    private var fold: FoldState?
+    /// Each stream's unfolded positions, in revision order.
+    private var unfoldedStreams: [UInt32: [UInt64]] = [:]
+    /// Names numbered since the fold: their `names` hash entries are still to write.
+    private var unfoldedNames: [(kind: NameKind, name: String, number: UInt32)] = []
+    private var unfoldedTypes: Set<UInt32> = []
+    private var unfoldedEvents = 0
+    /// Why folding stopped (a damaged index chunk it must extend, say): commits go on, readers
+    /// cover the growing tail, `verify` names the damage.
+    private var foldFailure: EventLogError?
+    /// Folds committed since open (tests and stats).
+    private(set) var foldCount = 0
+
     /// Loads the committed state (read transaction, on the caller's thread).
     init(
         environment: LMDBEnvironment, inbox: Inbox, options: EventLogOptions, logger: Logger,
@@ -124,6 +142,7 @@ final class BatchWriter {
             return (last.rawValue + 1, recordedAt, lastNumbers, counts, try txn.dictionaryRecords())
         }
         (nextPosition, lastRecordedAt, lastNumbers, typeCounts, _) = loaded
+        try recoverTail()
         for record in loaded.4 {
             nextDictionaryID = max(nextDictionaryID, record.id + 1)
             let growth = UInt64(max(2, options.dictionaryTraining.retrainGrowthFactor))
@@ -143,6 +162,10 @@ final class BatchWriter {
     private static let lingerMaxNanoseconds = 300_000
     /// Stop lingering once the inbox has been quiet this long.
     private static let lingerIdleNanoseconds = 100_000
+    /// Fold the tail once the inbox has been empty this long.
+    private static let foldIdleNanoseconds = 2_000_000
+
+    private var hasUnfolded: Bool { unfoldedEvents > 0 || !unfoldedNames.isEmpty }
 
     /// The writer thread's body: batches until the inbox is closed and drained.
     func run() {
@@ -157,7 +180,12 @@ final class BatchWriter {
                 ? Inbox.Linger(requests: .max, maxNanoseconds: Self.lingerMaxNanoseconds,
                                idleNanoseconds: Self.lingerIdleNanoseconds)
                 : .none
-            guard let batch = inbox.takeBatch(maxEvents: options.maxBatchEvents, linger: linger) else { break }
+            // With a tail to fold, wait for requests only so long: then fold it while idle.
+            let idle = hasUnfolded && foldFailure == nil && stopped == nil && options.foldsWhenIdle
+                ? Self.foldIdleNanoseconds : nil
+            guard let batch = inbox.takeBatch(maxEvents: options.maxBatchEvents, linger: linger,
+                                              idleNanoseconds: idle)
+            else { break }
             if let stopped {
                 for request in batch { request.waiter.resume(throwing: stopped) }
                 continue
@@ -166,8 +194,13 @@ final class BatchWriter {
             if !batch.isEmpty {
                 process(batch)
                 previous = batch.count
+                if unfoldedEvents >= max(1, options.maxUnfoldedEvents) { foldTail() }
+            } else if idle != nil {
+                foldTail()
             }
         }
+        // Closed: leave the log folded, so the next open has no tail to read.
+        if stopped == nil { foldTail() }
         lock.release()
         logger.debug("eventlog.writer.stopped", metadata: ["eventlog.directory": "\(environment.directory)"])
         completion.finish()
@@ -189,6 +222,8 @@ final class BatchWriter {
         var lastNumbers: [NameKind: UInt32]
         var newNames: [NameKind: [String: UInt32]] = [:]
         var streamCounts: [UInt32: UInt64] = [:]
+        /// What the batch adds to the stream index, folded later: positions per stream.
+        var indexRuns: [(stream: UInt32, positions: Range<UInt64>)] = []
         var typeCountDelta: [UInt32: UInt64] = [:]
         var samples: [(type: UInt32, payload: [UInt8])] = []
         var ids: [EventID: UInt64] = [:]
@@ -355,9 +390,11 @@ final class BatchWriter {
                     throw RequestFailure(index: index, error: error)
                 }
             }
-            for (type, delta) in pending.typeCountDelta {
-                let total = (typeCounts[type] ?? 0) + delta
-                try txn.put(txn.dbs.meta, MetaKey.typeCount(type), withUnsafeBytes(of: total.littleEndian) { Array($0) })
+            if fold == nil {
+                // The first commit that leaves derived entries to a fold: from here on readers
+                // must know where the derived tables end. Everything before is folded.
+                try txn.put(txn.dbs.meta, MetaKey.fold, FoldState(position: nextPosition - 1, numbers: lastNumbers).encoded())
+                try txn.put(txn.dbs.meta, MetaKey.format, MetaKey.formatValue)
             }
         } catch {
             txn.abort()
@@ -368,6 +405,7 @@ final class BatchWriter {
             throw LMDBError(code: .init(rawValue: injected), call: "mdb_txn_commit")
         }
         try txn.commit()
+        if fold == nil { fold = FoldState(position: nextPosition - 1, numbers: lastNumbers) }
         return (outcomes, pending)
     }
 
@@ -394,7 +432,7 @@ final class BatchWriter {
                           txn: txn, pending: &pending)
             }
             let added = UInt64(stream.events.count)
-            try txn.appendToStreamIndex(stream: streamNumber, count: count, positions: firstPosition..<pending.nextPosition)
+            pending.indexRuns.append((streamNumber, firstPosition..<pending.nextPosition))
             pending.streamCounts[streamNumber] = count + added
             results.append(AppendResult.Stream(
                 streamID: stream.streamID, firstRevision: StreamRevision(count),
@@ -468,7 +506,7 @@ final class BatchWriter {
                         create: Bool) throws -> UInt32?
     {
         if let number = names[kind]?[name] ?? pending.newNames[kind]?[name] { return number }
-        if let number = try txn.view.number(of: name, kind: kind) {
+        if let number = try txn.view.hashedNumber(of: name, kind: kind) {
             names[kind, default: [:]][name] = number
             if kind == .eventType { typeNames[number] = name }
             return number
@@ -478,7 +516,6 @@ final class BatchWriter {
         pending.lastNumbers[kind] = number
         // Numbers only grow, so the number → name database is filled page after page.
         try txn.put(txn.dbs.numbers(kind), Keys.bigEndian(number), Array(name.utf8), flags: MDB_APPEND)
-        try txn.put(txn.dbs.names, kind.hashKey(name), Keys.bigEndian(number))
         pending.newNames[kind, default: [:]][name] = number
         return number
     }
@@ -487,7 +524,8 @@ final class BatchWriter {
         -> UInt64
     {
         if let count = pending.streamCounts[streamNumber] ?? streamCounts[streamNumber] { return count }
-        let count = try txn.view.eventCount(streamNumber: streamNumber)
+        // Index only: a stream with unfolded events is always in `streamCounts`.
+        let count = try txn.view.indexedEventCount(streamNumber: streamNumber)
         streamCounts[streamNumber] = count
         return count
     }
@@ -508,8 +546,14 @@ final class BatchWriter {
         for (kind, table) in pending.newNames {
             names[kind, default: [:]].merge(table) { $1 }
             if kind == .eventType { for (name, number) in table { typeNames[number] = name } }
+            for (name, number) in table { unfoldedNames.append((kind, name, number)) }
         }
         streamCounts.merge(pending.streamCounts) { $1 }
+        for run in pending.indexRuns {
+            unfoldedStreams[run.stream, default: []].append(contentsOf: run.positions)
+            unfoldedEvents += run.positions.count
+        }
+        unfoldedTypes.formUnion(pending.typeCountDelta.keys)
         Self.remember(pending.newIDs, in: &recentIDs, ring: &recentIDRing)
         Self.remember(pending.newAnchors, in: &anchors, ring: &anchorRing)
         for (type, delta) in pending.typeCountDelta { typeCounts[type, default: 0] += delta }
@@ -528,6 +572,130 @@ final class BatchWriter {
             }
             ring[slot] = id
             table[id] = position
+        }
+    }
+
+    // MARK: the fold
+
+    /// Reads the unfolded tail at open (recovery): the events after the fold position give
+    /// each stream's count and index entries and the type counts, the names numbered after
+    /// the folded numbers their numbers. Bounded by what one fold covers.
+    /// - Throws: `.corrupt` naming the position of a damaged envelope of the tail.
+    private func recoverTail() throws {
+        let stored = try environment.read { try $0.foldState() }
+        guard let stored else { return }
+        fold = stored
+        let last = nextPosition - 1
+        var entries: [UInt32: [TailEntry]] = [:]
+        var types: [UInt32: UInt64] = [:]
+        var first = stored.position + 1
+        while first <= last {
+            let through = min(last, first + 4095)
+            try environment.read { txn in
+                try txn.forEachTailEnvelope(from: first, through: through) { position, envelope in
+                    entries[envelope.streamNumber, default: []].append(
+                        TailEntry(revision: envelope.revision, position: position))
+                    types[envelope.typeNumber, default: 0] += 1
+                }
+            }
+            first = through + 1
+        }
+        for (stream, list) in entries {
+            guard let lastEntry = list.last else { continue }
+            streamCounts[stream] = lastEntry.revision + 1
+            unfoldedStreams[stream] = list.map(\.position)
+            unfoldedEvents += list.count
+        }
+        for (type, count) in types { typeCounts[type, default: 0] += count }
+        unfoldedTypes = Set(types.keys)
+        for kind in NameKind.allCases {
+            let base = stored.numbers(kind)
+            guard let lastNumber = lastNumbers[kind], lastNumber > base else { continue }
+            try environment.read { txn in
+                for number in (base + 1)...lastNumber {
+                    guard let name = try txn.name(of: number, kind: kind) else {
+                        throw EventLogError(.corrupt, "\(kind.label) number \(number) of the unfolded tail has no name")
+                    }
+                    names[kind, default: [:]][name] = number
+                    if kind == .eventType { typeNames[number] = name }
+                    unfoldedNames.append((kind, name, number))
+                }
+            }
+        }
+        if hasUnfolded {
+            logger.debug("eventlog.fold.recovered", metadata: [
+                "eventlog.fold.position": "\(stored.position)", "eventlog.unfolded.events": "\(unfoldedEvents)",
+            ])
+        }
+    }
+
+    /// Writes the tail into the derived tables in one transaction of its own, in key order
+    /// (stream index by stream number, hash entries by hash, counters by type), and moves the
+    /// fold record to the last committed position. A crash before its commit leaves the fold
+    /// record where it was and the next open reads the tail again.
+    private func foldTail() {
+        guard hasUnfolded, stopped == nil, foldFailure == nil else { return }
+        preconditionOnWriterThread()
+        var growths = 0
+        while true {
+            do {
+                let state = FoldState(position: nextPosition - 1, numbers: lastNumbers)
+                let txn = try WriteTransaction(environment: environment)
+                do {
+                    for stream in unfoldedStreams.keys.sorted() {
+                        let positions = unfoldedStreams[stream]!
+                        let count = (streamCounts[stream] ?? UInt64(positions.count)) - UInt64(positions.count)
+                        try txn.appendToStreamIndex(stream: stream, count: count, positions: positions)
+                    }
+                    let hashed = unfoldedNames.map { (key: $0.kind.hashKey($0.name), number: $0.number) }
+                    for entry in hashed.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+                        try txn.put(txn.dbs.names, entry.key, Keys.bigEndian(entry.number))
+                    }
+                    for type in unfoldedTypes.sorted() {
+                        let total = typeCounts[type] ?? 0
+                        try txn.put(txn.dbs.meta, MetaKey.typeCount(type), withUnsafeBytes(of: total.littleEndian) { Array($0) })
+                    }
+                    try txn.put(txn.dbs.meta, MetaKey.fold, state.encoded())
+                    if fold == nil { try txn.put(txn.dbs.meta, MetaKey.format, MetaKey.formatValue) }
+                } catch {
+                    txn.abort()
+                    throw error
+                }
+                if let injected = environment.injectedFoldError.withLock({ $0 }) {
+                    txn.abort()
+                    throw LMDBError(code: .init(rawValue: injected), call: "mdb_txn_commit")
+                }
+                try txn.commit()
+                fold = state
+                unfoldedStreams.removeAll(keepingCapacity: true)
+                unfoldedNames.removeAll(keepingCapacity: true)
+                unfoldedTypes.removeAll(keepingCapacity: true)
+                unfoldedEvents = 0
+                foldCount += 1
+                environment.foldCount.add(1, ordering: .relaxed)
+                growAheadOfNeed()
+                return
+            } catch let error as LMDBError where error.code == .mapFull {
+                environment.mapFullCount.add(1, ordering: .relaxed)
+                if let failure = growMap(afterGrowths: growths, error, context: "folding the tail") {
+                    // Try again at the next fold; appends go on meanwhile.
+                    logger.warning("eventlog.fold.deferred", metadata: ["eventlog.error": "\(failure)"])
+                    return
+                }
+                growths += 1
+            } catch {
+                let failure = Self.eventLogError(error, "folding the tail into the derived tables")
+                if Self.isFatal(error) {
+                    stop(failure)
+                } else {
+                    foldFailure = failure
+                    environment.foldFailureCount.add(1, ordering: .relaxed)
+                    logger.error(
+                        "eventlog.fold.stopped",
+                        metadata: ["eventlog.error": "\(failure)", "eventlog.unfolded.events": "\(unfoldedEvents)"])
+                }
+                return
+            }
         }
     }
 

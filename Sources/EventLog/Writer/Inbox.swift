@@ -176,15 +176,27 @@ final class Inbox: @unchecked Sendable {
     /// With a `linger`, once a request is queued the writer waits a little longer (bounded)
     /// for the appenders of the previous commit, which re-enqueue just after it released them:
     /// without it, batches alternate between two halves of the appenders.
-    func takeBatch(maxEvents: Int, linger: Linger = .none) -> [AppendRequest]? {
+    ///
+    /// With `idleNanoseconds`, an inbox that stays empty that long returns an empty batch
+    /// (the writer then folds its tail).
+    func takeBatch(maxEvents: Int, linger: Linger = .none, idleNanoseconds: Int? = nil) -> [AppendRequest]? {
         var batch: [AppendRequest] = []
         var woken = false
         let waiters: [CheckedContinuation<Bool, Never>] = locked {
             parked = true
-            while head == queue.count && !(closed && reserved == 0) && wakeups == 0 {
-                pthread_cond_wait(condition, mutex)
+            let idleDeadline = idleNanoseconds.map { Self.realtimeNanoseconds() + $0 }
+            var idle = false
+            while head == queue.count && !(closed && reserved == 0) && wakeups == 0 && !idle {
+                if let idleDeadline {
+                    var until = timespec(tv_sec: idleDeadline / 1_000_000_000, tv_nsec: idleDeadline % 1_000_000_000)
+                    _ = pthread_cond_timedwait(condition, mutex, &until)
+                    idle = Self.realtimeNanoseconds() >= idleDeadline
+                } else {
+                    pthread_cond_wait(condition, mutex)
+                }
             }
             parked = false
+            if idle && head == queue.count { woken = true }
             var linger = linger
             if linger.requests == .max { linger.requests = expected }
             if linger.requests > 1 && head < queue.count && queue.count - head < linger.requests && !closed {
@@ -192,7 +204,7 @@ final class Inbox: @unchecked Sendable {
                 lingerLocked(linger)
                 lingerUntil = .max
             }
-            woken = wakeups > 0
+            woken = woken || wakeups > 0
             wakeups = 0
             var events = 0
             while head < queue.count {

@@ -47,10 +47,13 @@ struct Append: AsyncParsableCommand {
     var initialMapSize: Int?
     @Option(help: "Stop after appending this many events (default: until killed).") var maxEvents: Int?
     @Option(help: "One append in N carries a large (4-256 KiB) incompressible event.") var largeEvery: Int = 40
+    @Option(help: "Fold the derived tables once this many events are unfolded (small: fold all the time).")
+    var maxUnfoldedEvents: Int?
 
     func run() async throws {
         var options = EventLogOptions()
         if let initialMapSize { options.initialMapSizeBytes = initialMapSize }
+        if let maxUnfoldedEvents { options.maxUnfoldedEvents = maxUnfoldedEvents }
         let log = try EventLog(directory: dataDirectory, options: options)
         let output = LineWriter()
         output.write("ready \(try log.reader.lastPosition())\n")
