@@ -14,7 +14,9 @@ public struct EventLogOptions: Sendable {
     /// (stream index, name hashes, type counters) in a transaction of its own (default 4096);
     /// it also folds once its inbox has been idle for 2 ms, and at close. Readers cover the
     /// unfolded tail by reading its envelopes, so a larger bound trades their work for fewer
-    /// scattered page writes (see docs/log-format.md, "The fold").
+    /// scattered page writes (see docs/log-format.md, "The fold"). 0: every commit writes its
+    /// own derived entries, as format 1 did (no tail, ever: binaries older than format 2 can
+    /// read the log at any moment), at the cost of those scattered writes in every commit.
     public var maxUnfoldedEvents: Int = 4096
     /// Tests only: fold when the inbox is idle (tests that look at the tail turn it off).
     var foldsWhenIdle = true

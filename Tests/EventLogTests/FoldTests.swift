@@ -188,4 +188,31 @@ struct FoldTests {
             #expect(report.problems.contains { $0.kind == .danglingIndexEntry }, "\(report.problems)")
         }
     }
+
+    // Breaking it on purpose: ignore `maxUnfoldedEvents == 0` in `writeAndCommit` and the
+    // index stays empty until the fold; skip the first `foldTail()` in `run` and the
+    // recovered tail is claimed folded by the first inline commit (verify: missing entries).
+    @Test("EventLog: fold: maxUnfoldedEvents 0 writes the derived entries in each commit, after folding an older tail")
+    func derivedInEachCommit() async throws {
+        try await withTemporaryDirectory { dir in
+            let log = try EventLog(directory: dir, options: Self.unfoldedOptions())
+            try await Self.append(log, 0..<40, streams: 4)
+            log.environment.injectedFoldError.withLock { $0 = MDB_BAD_TXN }
+            await log.close()
+            log.environment.injectedFoldError.withLock { $0 = nil }
+            #expect(try Self.foldState(log.environment)?.position == 0)
+
+            var options = Self.unfoldedOptions()
+            options.maxUnfoldedEvents = 0
+            let inline = try EventLog(directory: dir, options: options)
+            try await Self.append(inline, 40..<100, streams: 4)
+            // Every commit is folded when it returns: nothing is left for a reader to derive.
+            #expect(try Self.foldState(inline.environment)?.position == 100)
+            #expect(try inline.environment.read { try $0.entryCount($0.dbs.streamIndex) } == 4)
+            #expect(try inline.environment.read { try $0.entryCount($0.dbs.names) } >= 4)
+            try Self.expectStreams(inline.reader, events: 100, streams: 4, "inline")
+            #expect(try inline.reader.verify().problems.isEmpty)
+            await inline.close()
+        }
+    }
 }

@@ -175,6 +175,8 @@ final class BatchWriter {
         // (`Inbox.willRelease`), so batches do not split into two alternating halves. A lone
         // appender (small batches) never waits.
         var previous = 0
+        // Derived entries written by each commit: a tail left by an earlier open goes first.
+        if options.maxUnfoldedEvents <= 0 { foldTail() }
         while true {
             let linger: Inbox.Linger = previous >= Self.lingerAfterRequests
                 ? Inbox.Linger(requests: .max, maxNanoseconds: Self.lingerMaxNanoseconds,
@@ -224,6 +226,8 @@ final class BatchWriter {
         var streamCounts: [UInt32: UInt64] = [:]
         /// What the batch adds to the stream index, folded later: positions per stream.
         var indexRuns: [(stream: UInt32, positions: Range<UInt64>)] = []
+        /// This commit writes its derived entries itself (`maxUnfoldedEvents` 0, no tail).
+        var derivedInline = false
         var typeCountDelta: [UInt32: UInt64] = [:]
         var samples: [(type: UInt32, payload: [UInt8])] = []
         var ids: [EventID: UInt64] = [:]
@@ -378,6 +382,7 @@ final class BatchWriter {
         preconditionOnWriterThread()
         let txn = try WriteTransaction(environment: environment)
         var pending = Pending(nextPosition: nextPosition, lastNumbers: lastNumbers)
+        pending.derivedInline = options.maxUnfoldedEvents <= 0 && !hasUnfolded && foldFailure == nil
         var outcomes: [Outcome] = []
         outcomes.reserveCapacity(batch.count)
         do {
@@ -390,7 +395,17 @@ final class BatchWriter {
                     throw RequestFailure(index: index, error: error)
                 }
             }
-            if fold == nil {
+            if pending.derivedInline {
+                // Derived entries in the commit itself (as format 1 wrote them): the log
+                // never has a tail, and the fold record follows each commit.
+                for (type, delta) in pending.typeCountDelta {
+                    let total = (typeCounts[type] ?? 0) + delta
+                    try txn.put(txn.dbs.meta, MetaKey.typeCount(type), withUnsafeBytes(of: total.littleEndian) { Array($0) })
+                }
+                let state = FoldState(position: pending.nextPosition - 1, numbers: pending.lastNumbers)
+                try txn.put(txn.dbs.meta, MetaKey.fold, state.encoded())
+                if fold == nil { try txn.put(txn.dbs.meta, MetaKey.format, MetaKey.formatValue) }
+            } else if fold == nil {
                 // The first commit that leaves derived entries to a fold: from here on readers
                 // must know where the derived tables end. Everything before is folded.
                 try txn.put(txn.dbs.meta, MetaKey.fold, FoldState(position: nextPosition - 1, numbers: lastNumbers).encoded())
@@ -405,7 +420,11 @@ final class BatchWriter {
             throw LMDBError(code: .init(rawValue: injected), call: "mdb_txn_commit")
         }
         try txn.commit()
-        if fold == nil { fold = FoldState(position: nextPosition - 1, numbers: lastNumbers) }
+        if pending.derivedInline {
+            fold = FoldState(position: pending.nextPosition - 1, numbers: pending.lastNumbers)
+        } else if fold == nil {
+            fold = FoldState(position: nextPosition - 1, numbers: lastNumbers)
+        }
         return (outcomes, pending)
     }
 
@@ -432,7 +451,11 @@ final class BatchWriter {
                           txn: txn, pending: &pending)
             }
             let added = UInt64(stream.events.count)
-            pending.indexRuns.append((streamNumber, firstPosition..<pending.nextPosition))
+            if pending.derivedInline {
+                try txn.appendToStreamIndex(stream: streamNumber, count: count, positions: firstPosition..<pending.nextPosition)
+            } else {
+                pending.indexRuns.append((streamNumber, firstPosition..<pending.nextPosition))
+            }
             pending.streamCounts[streamNumber] = count + added
             results.append(AppendResult.Stream(
                 streamID: stream.streamID, firstRevision: StreamRevision(count),
@@ -516,6 +539,7 @@ final class BatchWriter {
         pending.lastNumbers[kind] = number
         // Numbers only grow, so the number → name database is filled page after page.
         try txn.put(txn.dbs.numbers(kind), Keys.bigEndian(number), Array(name.utf8), flags: MDB_APPEND)
+        if pending.derivedInline { try txn.put(txn.dbs.names, kind.hashKey(name), Keys.bigEndian(number)) }
         pending.newNames[kind, default: [:]][name] = number
         return number
     }
@@ -546,14 +570,14 @@ final class BatchWriter {
         for (kind, table) in pending.newNames {
             names[kind, default: [:]].merge(table) { $1 }
             if kind == .eventType { for (name, number) in table { typeNames[number] = name } }
-            for (name, number) in table { unfoldedNames.append((kind, name, number)) }
+            if !pending.derivedInline { for (name, number) in table { unfoldedNames.append((kind, name, number)) } }
         }
         streamCounts.merge(pending.streamCounts) { $1 }
         for run in pending.indexRuns {
             unfoldedStreams[run.stream, default: []].append(contentsOf: run.positions)
             unfoldedEvents += run.positions.count
         }
-        unfoldedTypes.formUnion(pending.typeCountDelta.keys)
+        if !pending.derivedInline { unfoldedTypes.formUnion(pending.typeCountDelta.keys) }
         Self.remember(pending.newIDs, in: &recentIDs, ring: &recentIDRing)
         Self.remember(pending.newAnchors, in: &anchors, ring: &anchorRing)
         for (type, delta) in pending.typeCountDelta { typeCounts[type, default: 0] += delta }

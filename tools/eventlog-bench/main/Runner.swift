@@ -19,6 +19,10 @@ struct SystemFigures: Codable {
     var replayTwoCoreEventsPerSecond: Double = 0
     /// Opening the replay log, page check included (Capstan only).
     var openMilliseconds: Double = 0
+    /// Group commit (--appenders and 1,024 appenders) with the derived tables written by every
+    /// commit, as before the fold (`maxUnfoldedEvents = 0`; Capstan only).
+    var groupInlineEventsPerSecond: Double = 0
+    var group1024InlineEventsPerSecond: Double = 0
 }
 
 struct BenchResult: Codable {
@@ -58,6 +62,8 @@ struct BenchResult: Codable {
         row("group commit: p50 ms", \.groupLatencyP50Milliseconds, digits: 3)
         row("group commit: p99 ms", \.groupLatencyP99Milliseconds, digits: 3)
         row("group commit 1,024 appenders: events/s", \.group1024EventsPerSecond)
+        row("group commit, index in each commit: events/s", \.groupInlineEventsPerSecond)
+        row("  same, 1,024 appenders: events/s", \.group1024InlineEventsPerSecond)
         row("appenders x batches of 100: events/s", \.batch100EventsPerSecond)
         row("replay: events/s", \.replayEventsPerSecond)
         row("replay on two cores: events/s", \.replayTwoCoreEventsPerSecond)
@@ -168,6 +174,16 @@ struct BenchRunner {
             let group1024Flat = interleave(group1024)
             try makeFreshDirectory(runRoot + "/capstan-group1024")
             let cg1024 = try await CapstanWorkloads.group(directory: runRoot + "/capstan-group1024", perAppender: group1024)
+            // The same two with every commit writing its derived tables (the layout of writes
+            // before the fold), in the same run.
+            var inline = EventLogOptions()
+            inline.maxUnfoldedEvents = 0
+            try makeFreshDirectory(runRoot + "/capstan-group-inline")
+            let cgi = try await CapstanWorkloads.group(
+                directory: runRoot + "/capstan-group-inline", perAppender: groupPerAppender, options: inline)
+            try makeFreshDirectory(runRoot + "/capstan-group1024-inline")
+            let cg1024i = try await CapstanWorkloads.group(
+                directory: runRoot + "/capstan-group1024-inline", perAppender: group1024, options: inline)
             let sg1024 = try PeerWorkloads.commits(
                 events: group1024Flat, batch: 1024, append: try SQLiteLog(path: runRoot + "/group1024.db").append)
             try makeFreshDirectory(runRoot + "/lmdb-group1024")
@@ -196,18 +212,19 @@ struct BenchRunner {
 
             figures["capstan"] = [cs.eventsPerSecond, cs.latencyP50Milliseconds, cs.latencyP99Milliseconds,
                                   cg.eventsPerSecond, cg.latencyP50Milliseconds, cg.latencyP99Milliseconds, cr,
-                                  cg1024.eventsPerSecond, cb.eventsPerSecond, cr2, co]
+                                  cg1024.eventsPerSecond, cb.eventsPerSecond, cr2, co, cgi.eventsPerSecond,
+                                  cg1024i.eventsPerSecond]
             figures["sqlite"] = [ss.eventsPerSecond, ss.latencyP50Milliseconds, ss.latencyP99Milliseconds,
                                  sg.eventsPerSecond, sg.latencyP50Milliseconds, sg.latencyP99Milliseconds, sr,
-                                 sg1024.eventsPerSecond, sb.eventsPerSecond, .nan, .nan]
+                                 sg1024.eventsPerSecond, sb.eventsPerSecond, .nan, .nan, .nan, .nan]
             figures["rawLMDB"] = [ls.eventsPerSecond, ls.latencyP50Milliseconds, ls.latencyP99Milliseconds,
                                   lg.eventsPerSecond, lg.latencyP50Milliseconds, lg.latencyP99Milliseconds, lr,
-                                  lg1024.eventsPerSecond, lb.eventsPerSecond, .nan, .nan]
+                                  lg1024.eventsPerSecond, lb.eventsPerSecond, .nan, .nan, .nan, .nan]
             for (system, values) in figures { perRun[system, default: []].append(values) }
             try? FileManager.default.removeItem(atPath: runRoot)
         }
         for (system, runs) in perRun {
-            let medians = (0..<11).map { column in median(runs.map { $0[column] }) }
+            let medians = (0..<13).map { column in median(runs.map { $0[column] }) }
             func apply(_ figures: inout SystemFigures) {
                 figures.singleCommitsPerSecond = medians[0]
                 figures.singleLatencyP50Milliseconds = medians[1]
@@ -220,6 +237,8 @@ struct BenchRunner {
                 figures.batch100EventsPerSecond = medians[8]
                 figures.replayTwoCoreEventsPerSecond = medians[9]
                 figures.openMilliseconds = medians[10]
+                figures.groupInlineEventsPerSecond = medians[11]
+                figures.group1024InlineEventsPerSecond = medians[12]
             }
             switch system {
             case "capstan": apply(&capstan)

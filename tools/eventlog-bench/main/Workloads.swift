@@ -81,8 +81,10 @@ enum CapstanWorkloads {
 
     /// One task per appender, each appending its events one durable append at a time: the
     /// log's group commit batches what the appenders have in flight.
-    static func group(directory: String, perAppender: [[BenchEvent]]) async throws -> CommitFigures {
-        let log = try EventLog(directory: directory)
+    static func group(
+        directory: String, perAppender: [[BenchEvent]], options: EventLogOptions = .init()
+    ) async throws -> CommitFigures {
+        let log = try EventLog(directory: directory, options: options)
         let start = ContinuousClock.now
         let latencies = try await withThrowingTaskGroup(of: [Duration].self) { group in
             for events in perAppender {
