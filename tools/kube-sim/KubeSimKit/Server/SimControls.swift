@@ -89,17 +89,26 @@ struct SimControls {
     }
 
     /// `{"cluster": "ns/name", "node": "n", "ready": false}`: flips the Node's Ready condition.
+    /// `{"cluster": "ns/name", "node": "n" | "nodes": ["n1", "n2"], "ready": bool}`: several
+    /// Nodes flip with one transition time (the API server's is whole seconds), so a test can
+    /// make them cross a health-check timeout together.
     private func setNodeReadiness(_ body: JSON) throws -> JSON {
         let cluster = try workload(body)
-        guard let node = body["node"]?.stringValue, let ready = body["ready"]?.boolValue else {
-            throw APIError.badRequest("\"node\" (string) and \"ready\" (bool) are required")
+        let names = body["nodes"]?.arrayValue?.compactMap(\.stringValue) ?? body["node"].flatMap(\.stringValue).map { [$0] } ?? []
+        guard !names.isEmpty, let ready = body["ready"]?.boolValue else {
+            throw APIError.badRequest("\"node\" (string) or \"nodes\" (strings), and \"ready\" (bool) are required")
         }
-        guard
-            let updated = try cluster.store.mutate(
-                .nodes, namespace: nil, name: node, subresource: "status", options: .controller("node-lifecycle"),
-                { object in NodeStatus.setReady(&object, ready: ready, reason: ready ? "KubeletReady" : "KubeSimNotReady") })
-        else { throw APIError.notFound(.nodes, name: node) }
-        return updated
+        let now = Date()
+        var updated: [JSON] = []
+        for node in names {
+            guard
+                let object = try cluster.store.mutate(
+                    .nodes, namespace: nil, name: node, subresource: "status", options: .controller("node-lifecycle"),
+                    { object in NodeStatus.setReady(&object, ready: ready, reason: ready ? "KubeletReady" : "KubeSimNotReady", at: now) })
+            else { throw APIError.notFound(.nodes, name: node) }
+            updated.append(object)
+        }
+        return updated.count == 1 && body["nodes"] == nil ? updated[0] : ["kind": "List", "items": .array(updated)]
     }
 
     /// `{"cluster": "ns/name" (omit for management), "namespace": "ns", "name": "pdb", "seconds": 30}`.
@@ -210,8 +219,8 @@ extension Duration {
 
 /// Node object helpers shared by the controllers and `/_sim`.
 enum NodeStatus {
-    static func setReady(_ node: inout JSON, ready: Bool, reason: String) {
-        let now = Timestamp.rfc3339(Date())
+    static func setReady(_ node: inout JSON, ready: Bool, reason: String, at time: Date = Date()) {
+        let now = Timestamp.rfc3339(time)
         var conditions = node["status"]?["conditions"]?.arrayValue ?? []
         let status = ready ? "True" : "False"
         if let index = conditions.firstIndex(where: { $0["type"]?.stringValue == "Ready" }) {
