@@ -649,7 +649,7 @@ struct DemoWatch {
         /// What counts as a change: the wait without its numbers (a poll's counter, a
         /// timer's instant), so a poll loop is one line, not one per poll.
         var key: String {
-            text + (wait.map { " " + $0.replacingOccurrences(of: #"[0-9]+"#, with: "#", options: .regularExpression) } ?? "")
+            text + (wait.map { " " + waitShape($0) } ?? "")
         }
     }
     private var last: [String: (text: String, at: ContinuousClock.Instant)] = [:]

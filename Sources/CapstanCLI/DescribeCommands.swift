@@ -30,10 +30,22 @@ struct Describe: AsyncParsableCommand {
         @Option(name: [.customShort("n"), .long], help: ArgumentHelp("The cluster's namespace.", valueName: "namespace"))
         var namespace = ManifestReader.defaultNamespace
         @OptionGroup var at: AtOptions
+        @OptionGroup var watch: WatchOptions
         @OptionGroup var common: CommonOptions
+
+        func validate() throws { try watch.validate(at: at, format: common.output) }
 
         func run() async throws {
             try await reportingFailures {
+                if watch.watch {
+                    return try await LiveWatch.run(common.dataDirectory, format: common.output) { snapshot in
+                        let description = try ClusterDescription(snapshot, namespace: namespace, name: name)
+                        return WatchFrame(
+                            screen: description.text(now: snapshot.nowNanoseconds),
+                            lines: description.watchLines(now: snapshot.nowNanoseconds),
+                            json: common.output == .json ? try jsonText(description, pretty: false) : nil)
+                    }
+                }
                 let snapshot = try FleetSnapshot.open(common.dataDirectory, at: at.at)
                 let description = try ClusterDescription(snapshot, namespace: namespace, name: name)
                 switch common.output {

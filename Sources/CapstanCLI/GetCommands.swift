@@ -37,13 +37,15 @@ struct Get: AsyncParsableCommand {
         @OptionGroup var at: AtOptions
         @OptionGroup var common: CommonOptions
 
+        @OptionGroup var watch: WatchOptions
+
+        func validate() throws { try watch.validate(at: at, format: common.output) }
+
         func run() async throws {
-            try await reportingFailures {
-                let snapshot = try FleetSnapshot.open(common.dataDirectory, at: at.at)
+            try await showList(common, at: at, watch: watch, namespaced: scope.allNamespaces, empty: noneFound("clusters", scope)) {
+                snapshot in
                 let clusters = try snapshot.clusters(namespace: scope.namespaceFilter).filter { scope.labelSelector.matches($0.labels) }
-                try emit(
-                    clusters, format: common.output, table: { clusterTable(clusters, showNamespace: scope.allNamespaces) },
-                    names: { clusters.map { "cluster/\($0.name)" } }, empty: noneFound("clusters", scope))
+                return (clusters, clusterTable(clusters, showNamespace: scope.allNamespaces), clusters.map { "cluster/\($0.name)" })
             }
         }
     }
@@ -57,14 +59,20 @@ struct Get: AsyncParsableCommand {
         @OptionGroup var at: AtOptions
         @OptionGroup var common: CommonOptions
 
+        @OptionGroup var watch: WatchOptions
+
+        func validate() throws { try watch.validate(at: at, format: common.output) }
+
         func run() async throws {
-            try await reportingFailures {
-                let snapshot = try FleetSnapshot.open(common.dataDirectory, at: at.at)
+            try await showList(
+                common, at: at, watch: watch, namespaced: scope.allNamespaces, empty: noneFound("MachineDeployments", scope)
+            ) { snapshot in
                 let rows = try snapshot.clusters(namespace: scope.namespaceFilter).flatMap(MachineDeploymentRow.rows)
                     .filter { scope.labelSelector.matches($0.labels) }
-                try emit(
-                    rows, format: common.output, table: { machineDeploymentTable(rows, showNamespace: scope.allNamespaces) },
-                    names: { rows.map { "machinedeployment/\($0.name)" } }, empty: noneFound("MachineDeployments", scope))
+                return (
+                    rows, machineDeploymentTable(rows, showNamespace: scope.allNamespaces),
+                    rows.map { "machinedeployment/\($0.name)" }
+                )
             }
         }
     }
@@ -78,14 +86,16 @@ struct Get: AsyncParsableCommand {
         @OptionGroup var at: AtOptions
         @OptionGroup var common: CommonOptions
 
+        @OptionGroup var watch: WatchOptions
+
+        func validate() throws { try watch.validate(at: at, format: common.output) }
+
         func run() async throws {
-            try await reportingFailures {
-                let snapshot = try FleetSnapshot.open(common.dataDirectory, at: at.at)
+            try await showList(common, at: at, watch: watch, namespaced: scope.allNamespaces, empty: noneFound("machines", scope)) {
+                snapshot in
                 let rows = try snapshot.clusters(namespace: scope.namespaceFilter).flatMap(MachineRow.rows)
                     .filter { scope.labelSelector.matches($0.labels) }
-                try emit(
-                    rows, format: common.output, table: { machineTable(rows, showNamespace: scope.allNamespaces) },
-                    names: { rows.map { "machine/\($0.name)" } }, empty: noneFound("machines", scope))
+                return (rows, machineTable(rows, showNamespace: scope.allNamespaces), rows.map { "machine/\($0.name)" })
             }
         }
     }
@@ -100,16 +110,43 @@ struct Get: AsyncParsableCommand {
         @OptionGroup var at: AtOptions
         @OptionGroup var common: CommonOptions
 
+        @OptionGroup var watch: WatchOptions
+
+        func validate() throws { try watch.validate(at: at, format: common.output) }
+
         func run() async throws {
-            try await reportingFailures {
-                let snapshot = try FleetSnapshot.open(common.dataDirectory, at: at.at)
+            try await showList(
+                common, at: at, watch: watch, namespaced: false, empty: "No workflows found in \(common.dataDirectory).")
+            { snapshot in
                 let rows = try snapshot.workflows().map { WorkflowSummary($0) }
                     .filter { scope.namespace == nil || $0.namespace == scope.namespace }
                     .filter { scope.labelSelector.matches($0.labels) }
-                try emit(
-                    rows, format: common.output, table: { workflowTable(rows, now: snapshot.nowNanoseconds) },
-                    names: { rows.map { "workflow/\($0.id)" } }, empty: "No workflows found in \(common.dataDirectory).")
+                return (rows, workflowTable(rows, now: snapshot.nowNanoseconds), rows.map { "workflow/\($0.id)" })
             }
+        }
+    }
+}
+
+/// A list, once (now or `--at`), or with `--watch` again after every commit.
+func showList<T: Encodable>(
+    _ common: CommonOptions, at: AtOptions, watch: WatchOptions, namespaced: Bool, empty: String,
+    _ rows: @escaping (FleetSnapshot) throws -> (value: T, table: Table, names: [String])
+) async throws {
+    try await reportingFailures {
+        guard watch.watch else {
+            let (value, table, names) = try rows(try FleetSnapshot.open(common.dataDirectory, at: at.at))
+            return try emit(value, format: common.output, table: { table }, names: { names }, empty: empty)
+        }
+        try await LiveWatch.run(common.dataDirectory, format: common.output) { snapshot in
+            let (value, table, names) = try rows(snapshot)
+            var frame = tableFrame(
+                table, names: names, namespaced: namespaced, wide: common.output == .wide, empty: empty,
+                json: common.output == .json ? try jsonText(value, pretty: false) : nil)
+            if common.output == .name {
+                frame.header = nil
+                for index in frame.lines.indices { frame.lines[index].text = names[index] }
+            }
+            return frame
         }
     }
 }

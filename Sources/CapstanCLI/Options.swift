@@ -79,10 +79,14 @@ func printError(_ text: String) {
 
 /// Prints a value as pretty JSON with sorted keys (stable for scripts and tests).
 func printJSON<T: Encodable>(_ value: T) throws {
+    print(try jsonText(value))
+}
+
+/// A value as JSON with sorted keys: pretty, or on one line (a watch's document per change).
+func jsonText<T: Encodable>(_ value: T, pretty: Bool = true) throws -> String {
     let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    let data = try encoder.encode(value)
-    print(String(decoding: data, as: UTF8.self))
+    encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
 }
 
 /// 1234567 → "1,234,567": figures people read at a glance.

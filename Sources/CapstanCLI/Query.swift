@@ -159,11 +159,7 @@ struct FleetSnapshot {
     static func open(_ directory: String, at: String?) throws -> FleetSnapshot {
         let reader = try openReader(directory)
         let now = wallNanoseconds()
-        guard let at else {
-            return FleetSnapshot(
-                reader: reader, state: ProjectionState(reader: reader), position: try reader.lastPosition(), isPast: false,
-                nowNanoseconds: now)
-        }
+        guard let at else { return try present(reader) }
         let position = try TimeSpec(parsing: at).resolve(reader, now: now)
         let replay = try Replay.run(reader, through: position)
         Replay.warn(replay.problems)
@@ -174,6 +170,13 @@ struct FleetSnapshot {
         return FleetSnapshot(
             reader: reader, state: ProjectionState(entries: replay.entries), position: position, isPast: true,
             nowNanoseconds: shownTime)
+    }
+
+    /// The stored present of an open reader (a watch reads it again after every commit).
+    static func present(_ reader: EventLogReader) throws -> FleetSnapshot {
+        FleetSnapshot(
+            reader: reader, state: ProjectionState(reader: reader), position: try reader.lastPosition(), isPast: false,
+            nowNanoseconds: wallNanoseconds())
     }
 
     func clusters(namespace: String?) throws -> [ClusterSummary] { try FleetView.clusters(state, namespace: namespace) }

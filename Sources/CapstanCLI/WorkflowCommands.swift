@@ -92,10 +92,34 @@ struct WorkflowCommand: AsyncParsableCommand {
 
         @Argument(help: ArgumentHelp("The workflow id.", valueName: "id")) var workflowID: String
         @OptionGroup var at: AtOptions
+        @OptionGroup var watch: WatchOptions
         @OptionGroup var common: CommonOptions
+
+        func validate() throws { try watch.validate(at: at, format: common.output) }
 
         func run() async throws {
             try await reportingFailures {
+                if watch.watch {
+                    // Named now, as without --watch: a mistyped id must not watch forever.
+                    _ = try FleetSnapshot.open(common.dataDirectory, at: nil).workflow(workflowID)
+                    return try await LiveWatch.run(common.dataDirectory, format: common.output) { snapshot in
+                        let report = try snapshot.workflow(workflowID)
+                        let detail = WorkflowDetail(report, now: snapshot.nowNanoseconds)
+                        let summary = detail.summary
+                        var frame = WatchFrame(
+                            screen: detail.text(now: snapshot.nowNanoseconds),
+                            lines: [
+                                .init(
+                                    key: summary.id, text: detail.changeLine(now: snapshot.nowNanoseconds),
+                                    change: detail.changeLine(now: nil))
+                            ],
+                            json: common.output == .json ? try jsonText(detail, pretty: false) : nil)
+                        if report.record.isFinished, summary.status != "continuedAsNew" {
+                            frame.exitCode = summary.status == "completed" ? 0 : 1
+                        }
+                        return frame
+                    }
+                }
                 let snapshot = try FleetSnapshot.open(common.dataDirectory, at: at.at)
                 let detail = WorkflowDetail(try snapshot.workflow(workflowID), now: snapshot.nowNanoseconds)
                 switch common.output {

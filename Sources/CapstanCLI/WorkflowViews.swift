@@ -53,6 +53,33 @@ struct WorkflowDetail: Encodable {
         quarantine = record.quarantine
     }
 
+    /// One line for a watch when piped: time, id, status, progress, the wait and for how long
+    /// (without `now`: what counts as a change, the wait's numbers taken out, no ages or
+    /// activity counts).
+    func changeLine(now: Int64?) -> String {
+        var parts = ["\(summary.id) \(summary.status)"]
+        if let progress = summary.progress?.objectValue {
+            var shown: [String] = []
+            if let step = progress["step"]?.integerValue, let steps = progress["steps"]?.integerValue { shown.append("step \(step)/\(steps)") }
+            for (key, value) in progress.sorted(by: { $0.key < $1.key })
+            where !["step", "steps", "since", "waitingOn"].contains(key) {
+                if let text = value.stringValue ?? value.integerValue.map(String.init), !text.isEmpty { shown.append("\(key)=\(text)") }
+            }
+            if !shown.isEmpty { parts.append(shown.joined(separator: " ")) }
+        }
+        // Not part of a change: a poll loop completes an activity per poll.
+        if now != nil { parts.append("\(completedActivities) activities done, \(activities.count) open") }
+        if !summary.waitingOn.isEmpty, summary.status == "running" || summary.status == "paused" {
+            var wait = "waiting on " + (now == nil ? waitShape(summary.waitingOn) : summary.waitingOn)
+            if let now { wait += " (for \(ageText(summary.sinceNanoseconds, now: now)))" }
+            parts.append(wait)
+        }
+        if let error = summary.lastError { parts.append("last error: \(error)") }
+        if let result, summary.status != "running" { parts.append("result: \(result)") }
+        let line = parts.joined(separator: ", ")
+        return now.map { "\(timeText($0)) \(line)" } ?? line
+    }
+
     func text(now: Int64) -> String {
         var lines: [String] = []
         func field(_ name: String, _ value: String) { lines.append((name + ":").padding(toLength: 13, withPad: " ", startingAt: 0) + value) }
