@@ -5,6 +5,7 @@
 // Case and field names are a stored format: they are recorded in `ActivityScheduled` and
 // `ActivityCompleted` events, so rename only with an upcast.
 public import Engine
+import Fleet
 import Foundation
 public import Providers
 
@@ -83,10 +84,22 @@ public enum Activities {
     public struct MachineTemplate: Codable, Hashable, Sendable {
         public var virtualMachine: JSONValue?
         public var bootstrap: KubeadmConfigExtras?
+        /// The templates' ``MachineTemplateDigest`` (from their applied specs), recorded on
+        /// each VirtualMachine made from them; nil in inputs recorded before it existed.
+        public var digest: String?
 
-        public init(virtualMachine: JSONValue? = nil, bootstrap: KubeadmConfigExtras? = nil) {
+        public init(virtualMachine: JSONValue? = nil, bootstrap: KubeadmConfigExtras? = nil, digest: String? = nil) {
             self.virtualMachine = virtualMachine
             self.bootstrap = bootstrap
+            self.digest = digest
+        }
+
+        /// The digest a machine made from `template` carries: the template's own, the digest
+        /// of no template when there is none, nil when a template recorded before digests
+        /// existed has none (such a machine counts as current).
+        public static func digest(of template: MachineTemplate?) -> String? {
+            guard let template else { return MachineTemplateDigest.none }
+            return template.digest
         }
     }
 
@@ -155,12 +168,16 @@ public enum Activities {
         /// The KubevirtMachineTemplate's `virtualMachineTemplate`: when set, the VM is made from
         /// it (``cpuCores`` and ``memory`` then play no part).
         public var virtualMachine: JSONValue?
+        /// The ``MachineTemplateDigest`` the machine is made from (label
+        /// `capstan.dev/machine-template-hash` on the VM); nil: none recorded.
+        public var templateDigest: String?
 
         public init(
             cluster: ClusterRef, deployment: String, machine: String, userdataSecretName: String, image: String? = nil,
-            cpuCores: Int = 2, memory: String = "4Gi", virtualMachine: JSONValue? = nil
+            cpuCores: Int = 2, memory: String = "4Gi", virtualMachine: JSONValue? = nil, templateDigest: String? = nil
         ) {
             self.virtualMachine = virtualMachine
+            self.templateDigest = templateDigest
             self.cluster = cluster
             self.deployment = deployment
             self.machine = machine

@@ -20,17 +20,33 @@ public struct DesiredCluster: Hashable, Sendable {
         /// references neither.
         public var template: Activities.MachineTemplate?
 
+        /// The desired-stream revision of the last change to the templates it references
+        /// (0: none recorded); with ``revision``, it names a rollout of a template change.
+        public var templateRevision: UInt64
+
         public init(
             name: String, replicas: Int, version: KubernetesVersion?, strategy: RolloutStrategy = .default,
-            deletionOrder: DeletionOrder = .random, revision: UInt64, template: Activities.MachineTemplate? = nil
+            deletionOrder: DeletionOrder = .random, revision: UInt64, template: Activities.MachineTemplate? = nil,
+            templateRevision: UInt64 = 0
         ) {
             self.template = template
+            self.templateRevision = templateRevision
             self.name = name
             self.replicas = replicas
             self.version = version
             self.strategy = strategy
             self.deletionOrder = deletionOrder
             self.revision = revision
+        }
+
+        /// The digest of its current machine template (machines made from another one are
+        /// out of date); nil when its template was recorded without one.
+        public var templateDigest: String? { Activities.MachineTemplate.digest(of: template) }
+
+        /// Whether a machine made from template digest `machine` is out of date (one with no
+        /// digest recorded counts as current).
+        public func isTemplateOutOfDate(_ machine: String?) -> Bool {
+            MachineTemplateDigest.isOutOfDate(machine, current: templateDigest)
         }
 
         public var maxSurge: IntOrPercent {
@@ -106,6 +122,8 @@ public struct DesiredFleet: Sendable {
         var versionRevision: [String: UInt64] = [:]
         var lastVersion: [String: KubernetesVersion] = [:]
         var deploymentRevision: [String: UInt64] = [:]
+        /// The revision of each object's last apply (templates: a change rolls machines).
+        var objectRevision: [ObjectKey: UInt64] = [:]
         var deleted: [String: UInt64] = [:]
         var controlPlaneName: [String: String] = [:]
         /// The last revision folded.
@@ -146,6 +164,7 @@ public struct DesiredFleet: Sendable {
         switch event {
         case .objectApplied(let object, _, let clusters, _):
             let existed = space.objects[object.key] != nil
+            if space.objects[object.key] != object { space.objectRevision[object.key] = revision }
             space.objects[object.key] = object
             touched = clusters
             switch object.key.kind {
@@ -167,6 +186,7 @@ public struct DesiredFleet: Sendable {
             }
         case .objectDeleted(let key, let clusters, _):
             space.objects[key] = nil
+            space.objectRevision[key] = revision
             touched = clusters
             if key.kind == "Cluster" {
                 space.deleted[key.name] = revision
@@ -240,12 +260,16 @@ public struct DesiredFleet: Sendable {
             case .machineDeployment(let md)? where md.clusterName == name:
                 let strategy: RolloutStrategy =
                     md.strategy == .onDelete ? .onDelete : .rollingUpdate(maxSurge: md.maxSurge, maxUnavailable: md.maxUnavailable)
+                let templateRevision = [md.infrastructureRef, md.bootstrapConfigRef].compactMap { ref in
+                    ref.flatMap { space.objectRevision[ObjectKey(kind: $0.kind, namespace: namespace, name: $0.name)] }
+                }.max() ?? 0
                 cluster.deployments.append(
                     DesiredCluster.Deployment(
                         name: key.name, replicas: md.replicas, version: md.version, strategy: strategy,
                         deletionOrder: DeletionOrder(rawValue: md.deletionOrder.rawValue) ?? .random,
                         revision: space.deploymentRevision[key.name] ?? created,
-                        template: Activities.MachineTemplate.resolve(md, namespace: namespace, objects: space.objects)))
+                        template: Activities.MachineTemplate.resolve(md, namespace: namespace, objects: space.objects),
+                        templateRevision: templateRevision))
             case .healthCheck(let check)? where check.clusterName == name:
                 cluster.healthChecks.append(check)
             default:

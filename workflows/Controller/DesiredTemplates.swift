@@ -15,18 +15,20 @@ extension Activities.MachineTemplate {
             guard let ref else { return nil }
             return objects[ObjectKey(kind: ref.kind, namespace: namespace, name: ref.name)]
         }
-        let virtualMachine = object(deployment.infrastructureRef).flatMap { template -> JSONValue? in
+        let infrastructure = object(deployment.infrastructureRef).flatMap { template -> ManifestValue? in
             guard template.key.kind == "KubevirtMachineTemplate" else { return nil }
-            return template.object.value(at: "spec.template.spec.virtualMachineTemplate").map(JSONValue.init(manifest:))
+            return template.object.value(at: "spec.template.spec")
         }
-        let bootstrap = object(deployment.bootstrapConfigRef).flatMap { template -> KubeadmConfigExtras? in
-            guard template.key.kind == "KubeadmConfigTemplate",
-                let spec = template.object.value(at: "spec.template.spec")
-            else { return nil }
-            return KubeadmConfigExtras(kubeadmConfigSpec: spec)
+        let bootstrapSpec = object(deployment.bootstrapConfigRef).flatMap { template -> ManifestValue? in
+            guard template.key.kind == "KubeadmConfigTemplate" else { return nil }
+            return template.object.value(at: "spec.template.spec")
         }
+        let virtualMachine = infrastructure?["virtualMachineTemplate"].map(JSONValue.init(manifest:))
+        let bootstrap = bootstrapSpec.map(KubeadmConfigExtras.init(kubeadmConfigSpec:))
         guard virtualMachine != nil || bootstrap != nil else { return nil }
-        return Activities.MachineTemplate(virtualMachine: virtualMachine, bootstrap: bootstrap)
+        return Activities.MachineTemplate(
+            virtualMachine: virtualMachine, bootstrap: bootstrap,
+            digest: MachineTemplateDigest.of(infrastructure: infrastructure, bootstrap: bootstrapSpec))
     }
 }
 

@@ -10,7 +10,9 @@
 //   delete/<ns>/<name>/r<rev>           DeleteCluster, rev = the Cluster's deletion
 //   upgrade/<ns>/<name>/r<rev>          ChainedUpgrade, rev = the change that set the desired version
 //   scale/<ns>/<name>/<md>/r<rev>       ScaleMachineDeployment, rev = the MachineDeployment's last change
-//   rollout/<ns>/<name>/<md>/r<rev>     RollingUpdate or InPlaceUpgrade of a worker version change
+//   rollout/<ns>/<name>/<md>/r<rev>     RollingUpdate or InPlaceUpgrade of a worker version change;
+//                                       RollingUpdate of a template change, rev = the later of the
+//                                       MachineDeployment's and its templates' last change
 // where rev is the revision of the namespace's `fleet/desired/<ns>` stream.
 import Engine
 public import Fleet
@@ -76,6 +78,7 @@ public enum FleetController {
     /// The workflows to start for `desired`, given what was `observed` (fresh: read after
     /// `running` was taken) and the ids of the cluster's lifecycle workflows running now.
     /// At most one: the first gap in the order delete, create, control-plane upgrade, replicas,
+    /// worker template (machines made from another template than the current one: rolled),
     /// worker version. Nothing while a lifecycle workflow runs (its effects are half done, so
     /// the observation is not a level to act on), nothing for a paused cluster, nothing that
     /// would downgrade.
@@ -149,7 +152,9 @@ public enum FleetController {
                     version: installed.description, image: desired.catalog?.machineImage(for: installed), template: deployment.template,
                     machines: own.map { machine in
                         RolloutMachine(
-                            name: machine.name, isUpToDate: machine.version == (deployment.version ?? installed),
+                            name: machine.name,
+                            isUpToDate: machine.version == (deployment.version ?? installed)
+                                && !deployment.isTemplateOutOfDate(machine.templateDigest),
                             isReady: machine.ready, createdAt: Timestamp(nanoseconds: Int64(machine.ordinal)))
                     },
                     strategy: deployment.strategy, deletionOrder: deployment.deletionOrder, seed: deployment.revision,
@@ -159,10 +164,31 @@ public enum FleetController {
         }
         for deployment in desired.deployments {
             // Never newer than the control plane (the kubelet skew rule), never down.
-            guard let target = deployment.version, target <= installed else { continue }
+            if let target = deployment.version, target > installed { continue }
             let own = machines[deployment.name] ?? []
             // A machine that has not reported its version yet: wait for it.
             guard !own.isEmpty, own.allSatisfy({ $0.version != nil }) else { continue }
+            // Machines made from another template than the current one (CAPI's rollout on any
+            // template change). OnDelete: a person deletes them; replacements are made new.
+            let stale = own.filter { deployment.isTemplateOutOfDate($0.templateDigest) }
+            if !stale.isEmpty, case .rollingUpdate = deployment.strategy {
+                // At the deployment's version, never below a machine's (no downgrade), never
+                // above the control plane.
+                let newest = own.compactMap(\.version).max()!
+                let version = min(installed, max(deployment.version ?? newest, newest))
+                let revision = max(deployment.revision, deployment.templateRevision)
+                var reason = "MachineDeployment \(deployment.name): template changed, \(stale.count) of \(own.count) machines out of date"
+                if let from = own.compactMap(\.version).min(), from < version { reason += ", workers \(from) → \(version)" }
+                return [start("rollout", "\(deployment.name)/r\(revision)", RollingUpdate.type, { id in
+                    RollingUpdate.Input(
+                        runID: id, cluster: desired.ref, deployment: deployment.name, version: version.description,
+                        image: desired.catalog?.machineImage(for: version), template: deployment.template, replicas: deployment.replicas,
+                        maxSurge: deployment.maxSurge, maxUnavailable: deployment.maxUnavailable, machines: own.map(\.name),
+                        drainTimeoutSeconds: tuning.drainTimeoutSeconds, nodeStartupTimeoutSeconds: desired.nodeStartupTimeoutSeconds,
+                        pollIntervalMilliseconds: tuning.pollIntervalMilliseconds)
+                }, reason + " (desired revision \(revision)), rolling")]
+            }
+            guard let target = deployment.version else { continue }
             let old = own.filter { $0.version! < target }
             guard let from = old.compactMap(\.version).min() else { continue }
             let reason = "MachineDeployment \(deployment.name): workers \(from) → \(target) (desired revision \(deployment.revision))"
@@ -198,6 +224,8 @@ public enum FleetController {
         var ordinal: Int
         var version: KubernetesVersion?
         var ready: Bool
+        /// The template digest it was made from (nil: not recorded, counts as current).
+        var templateDigest: String?
     }
 
     /// The observed machines of each deployment that are not being deleted, oldest (lowest
@@ -208,7 +236,7 @@ public enum FleetController {
             let ordinal = MachineNaming.ordinal(of: name, deployment: machine.deployment) ?? 0
             result[machine.deployment, default: []].append(
                 SeenMachine(name: name, ordinal: ordinal, version: machine.version,
-                            ready: machine.conditions["Ready"]?.status == "True"))
+                            ready: machine.conditions["Ready"]?.status == "True", templateDigest: machine.templateDigest))
         }
         return result.mapValues { $0.sorted { ($0.ordinal, $0.name) < ($1.ordinal, $1.name) } }
     }

@@ -17,12 +17,18 @@ public struct ClusterObservation: Hashable, Sendable {
         public var version: KubernetesVersion?
         /// The Node's conditions by type (nil: the Node was not read this time).
         public var conditions: [String: ObservedCluster.Condition]?
+        /// The VM's `capstan.dev/machine-template-hash` label (nil: none).
+        public var templateDigest: String?
 
-        public init(deployment: String, phase: String, version: KubernetesVersion?, conditions: [String: ObservedCluster.Condition]?) {
+        public init(
+            deployment: String, phase: String, version: KubernetesVersion?, conditions: [String: ObservedCluster.Condition]?,
+            templateDigest: String? = nil
+        ) {
             self.deployment = deployment
             self.phase = phase
             self.version = version
             self.conditions = conditions
+            self.templateDigest = templateDigest
         }
     }
 
@@ -51,10 +57,13 @@ public struct ClusterObservation: Hashable, Sendable {
         for (name, machine) in machines.sorted(by: { $0.key < $1.key }) {
             let before = stored.machines[name]
             let version = machine.version ?? before?.version
-            if before == nil || before?.phase != machine.phase || before?.version != version || before?.deployment != machine.deployment {
+            let digest = machine.templateDigest ?? before?.templateDigest
+            if before == nil || before?.phase != machine.phase || before?.version != version || before?.deployment != machine.deployment
+                || before?.templateDigest != digest
+            {
                 events.append(.machineObserved(
                     namespace: namespace, cluster: cluster, machine: name, deployment: machine.deployment, phase: machine.phase,
-                    version: version, atNanoseconds: now))
+                    version: version, atNanoseconds: now, templateDigest: digest))
             }
             for (type, condition) in (machine.conditions ?? [:]).sorted(by: { $0.key < $1.key }) where before?.conditions[type] != condition {
                 events.append(.machineConditionChanged(
@@ -120,7 +129,8 @@ public struct FleetObserver: Sendable {
             }
             machines[name] = ClusterObservation.Machine(
                 deployment: deployment, phase: phase,
-                version: node?.kubeletVersion.flatMap { try? KubernetesVersion(reported: $0) }, conditions: conditions)
+                version: node?.kubeletVersion.flatMap { try? KubernetesVersion(reported: $0) }, conditions: conditions,
+                templateDigest: vm.metadata.labels?[MachineTemplateDigest.labelKey])
         }
         return ClusterObservation(controlPlane: controlPlane, machines: machines)
     }

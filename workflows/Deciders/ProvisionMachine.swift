@@ -87,7 +87,8 @@ public enum ProvisionMachine: Workflow {
                 Activities.VirtualMachineInput(
                     cluster: input.cluster, deployment: input.deployment, machine: input.machine,
                     userdataSecretName: boot.userdataSecretName, image: input.image, cpuCores: input.cpuCores,
-                    memory: input.memory, virtualMachine: input.template?.virtualMachine),
+                    memory: input.memory, virtualMachine: input.template?.virtualMachine,
+                    templateDigest: Activities.MachineTemplate.digest(of: input.template)),
                 as: Activities.VirtualMachineCreated.self)
             // The start-up clock runs from the VM's creation, as MHC's nodeStartupTimeout does.
             let expired =

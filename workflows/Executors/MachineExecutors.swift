@@ -1,5 +1,6 @@
 import CapstanSupport
 import Engine
+import Fleet
 import Foundation
 import Providers
 
@@ -62,7 +63,9 @@ extension FleetExecutors {
         var spec = KubeVirtProvider.MachineSpec(
             name: input.machine, namespace: input.cluster.namespace, clusterName: input.cluster.name,
             cpuCores: input.cpuCores, memory: input.memory, bootstrapSecretName: input.userdataSecretName,
-            labels: [Self.deploymentNameLabel: input.deployment], template: input.virtualMachine)
+            labels: [Self.deploymentNameLabel: input.deployment].merging(
+                input.templateDigest.map { [MachineTemplateDigest.labelKey: $0] } ?? [:], uniquingKeysWith: { first, _ in first }),
+            template: input.virtualMachine)
         if let image = input.image {
             spec.image = image
             spec.imageOverride = true

@@ -56,8 +56,10 @@ public enum FleetEvent: Hashable, Sendable {
     case upgradeRequested(namespace: String, cluster: String, version: KubernetesVersion, source: ChangeSource)
     /// The control plane's installed version and readiness as a workflow read them.
     case controlPlaneObserved(namespace: String, cluster: String, installedVersion: KubernetesVersion?, status: String, ready: Bool, atNanoseconds: Int64)
-    /// A machine was created, or its phase or version changed.
-    case machineObserved(namespace: String, cluster: String, machine: String, deployment: String, phase: String, version: KubernetesVersion?, atNanoseconds: Int64)
+    /// A machine was created, or its phase, version or template digest changed.
+    /// `templateDigest`: the ``MachineTemplateDigest`` it was created from (nil: not recorded;
+    /// events from before Capstan recorded it carry none).
+    case machineObserved(namespace: String, cluster: String, machine: String, deployment: String, phase: String, version: KubernetesVersion?, atNanoseconds: Int64, templateDigest: String? = nil)
     /// A condition of a machine's node changed (recorded on change, not on every poll).
     case machineConditionChanged(namespace: String, cluster: String, machine: String, type: String, status: String, reason: String?, lastTransitionNanoseconds: Int64, atNanoseconds: Int64)
     /// A machine is gone (its VM and Node deleted).
@@ -87,7 +89,7 @@ public enum FleetEvent: Hashable, Sendable {
         case .objectDeleted(let key, _, _): Self.desiredStream(key.namespace)
         case .upgradeRequested(let namespace, _, _, _): Self.desiredStream(namespace)
         case .controlPlaneObserved(let namespace, let cluster, _, _, _, _),
-            .machineObserved(let namespace, let cluster, _, _, _, _, _),
+            .machineObserved(let namespace, let cluster, _, _, _, _, _, _),
             .machineConditionChanged(let namespace, let cluster, _, _, _, _, _, _),
             .machineDeleted(let namespace, let cluster, _, _),
             .remediationDecided(let namespace, let cluster, _, _, _, _, _, _),
@@ -125,6 +127,9 @@ public enum FleetEvent: Hashable, Sendable {
         var machines: [String]?
         var expected: Int?
         var workflowType: String?
+        /// MachineObserved (absent in events recorded before it existed, and when nil, so the
+        /// payload and id of such an event are what they were).
+        var templateDigest: String?
     }
 
     var typeName: String {
@@ -154,9 +159,9 @@ public enum FleetEvent: Hashable, Sendable {
             Fields(namespace: namespace, source: source, cluster: cluster, version: version)
         case .controlPlaneObserved(let namespace, let cluster, let version, let status, let ready, let at):
             Fields(namespace: namespace, cluster: cluster, version: version, status: status, ready: ready, atNanoseconds: at)
-        case .machineObserved(let namespace, let cluster, let machine, let deployment, let phase, let version, let at):
+        case .machineObserved(let namespace, let cluster, let machine, let deployment, let phase, let version, let at, let digest):
             Fields(namespace: namespace, cluster: cluster, version: version, machine: machine, deployment: deployment,
-                   phase: phase, atNanoseconds: at)
+                   phase: phase, atNanoseconds: at, templateDigest: digest)
         case .machineConditionChanged(let namespace, let cluster, let machine, let type, let status, let reason, let since, let at):
             Fields(namespace: namespace, cluster: cluster, status: status, machine: machine, type: type, reason: reason,
                    lastTransitionNanoseconds: since, atNanoseconds: at)
@@ -229,7 +234,7 @@ public enum FleetEvent: Hashable, Sendable {
         case "MachineObserved":
             return .machineObserved(namespace: f.namespace, cluster: try need(f.cluster, "cluster"), machine: try need(f.machine, "machine"),
                                     deployment: f.deployment ?? "", phase: f.phase ?? "Unknown", version: f.version,
-                                    atNanoseconds: f.atNanoseconds ?? 0)
+                                    atNanoseconds: f.atNanoseconds ?? 0, templateDigest: f.templateDigest)
         case "MachineConditionChanged":
             return .machineConditionChanged(namespace: f.namespace, cluster: try need(f.cluster, "cluster"),
                                             machine: try need(f.machine, "machine"), type: try need(f.type, "type"),

@@ -68,11 +68,15 @@ public struct ObservedCluster: Hashable, Codable, Sendable {
         public var sinceNanoseconds: Int64
         /// First observed (by a MachineObserved or a condition).
         public var createdNanoseconds: Int64? = nil
+        /// The ``MachineTemplateDigest`` it was created from; nil when not recorded (a machine
+        /// made before Capstan recorded it counts as current).
+        public var templateDigest: String? = nil
 
         public init(
             deployment: String, phase: String, version: KubernetesVersion?, conditions: [String: Condition] = [:],
-            sinceNanoseconds: Int64 = 0, createdNanoseconds: Int64? = nil
+            sinceNanoseconds: Int64 = 0, createdNanoseconds: Int64? = nil, templateDigest: String? = nil
         ) {
+            self.templateDigest = templateDigest
             self.deployment = deployment
             self.phase = phase
             self.version = version
@@ -162,7 +166,7 @@ public enum FleetProjection {
                 set(FleetStateKey.requested(namespace, cluster), FleetEvent.encode(RequestedUpgrade(version: version, source: source)))
                 set(auditKey(namespace, cluster, source.atNanoseconds, "d", revision), FleetEvent.encode(audit))
             case .controlPlaneObserved(let namespace, let cluster, _, _, _, let at),
-                .machineObserved(let namespace, let cluster, _, _, _, _, let at),
+                .machineObserved(let namespace, let cluster, _, _, _, _, let at, _),
                 .machineConditionChanged(let namespace, let cluster, _, _, _, _, _, let at),
                 .machineDeleted(let namespace, let cluster, _, let at),
                 .remediationDecided(let namespace, let cluster, _, _, _, _, _, let at),
@@ -193,13 +197,14 @@ public enum FleetProjection {
             let initialized = observed.controlPlane?.initializedNanoseconds ?? (ready ? at : nil)
             observed.controlPlane = .init(
                 installedVersion: version, status: status, ready: ready, sinceNanoseconds: since, initializedNanoseconds: initialized)
-        case .machineObserved(_, _, let machine, let deployment, let phase, let version, let at):
+        case .machineObserved(_, _, let machine, let deployment, let phase, let version, let at, let digest):
             var entry = observed.machines[machine]
                 ?? .init(deployment: deployment, phase: phase, version: version, conditions: [:], sinceNanoseconds: at, createdNanoseconds: at)
             if entry.phase != phase { entry.sinceNanoseconds = at }
             entry.deployment = deployment
             entry.phase = phase
             entry.version = version ?? entry.version
+            entry.templateDigest = digest ?? entry.templateDigest
             observed.machines[machine] = entry
         case .machineConditionChanged(_, _, let machine, let type, let status, let reason, let since, let at):
             var entry = observed.machines[machine]
@@ -246,7 +251,7 @@ public enum FleetProjection {
         case .controlPlaneObserved(_, _, let version, let status, let ready, let at):
             return AuditEntry(atNanoseconds: at, event: event.typeName,
                               summary: "control plane \(version.map { "\($0)" } ?? "no version") \(status)\(ready ? ", ready" : "")", actor: actor)
-        case .machineObserved(_, _, let machine, _, let phase, let version, let at):
+        case .machineObserved(_, _, let machine, _, let phase, let version, let at, _):
             return AuditEntry(atNanoseconds: at, event: event.typeName,
                               summary: "machine \(machine) \(phase)\(version.map { " at \($0)" } ?? "")", actor: actor)
         case .machineConditionChanged(_, _, let machine, let type, let status, let reason, _, let at):

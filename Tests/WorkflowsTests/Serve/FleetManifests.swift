@@ -22,8 +22,13 @@ enum FleetManifests {
         """
     }
 
-    /// One cluster `name` at `version`, with `deployments` MachineDeployments of `replicas` each.
-    static func cluster(_ name: String, version: String, deployments: Int = 2, replicas: Int = 3, workerVersion: String? = nil) -> String {
+    /// One cluster `name` at `version`, with `deployments` MachineDeployments of `replicas` each
+    /// (VMs of `cpuCores` cores; `strategy` RollingUpdate 1/0 or OnDelete).
+    static func cluster(
+        _ name: String, version: String, deployments: Int = 2, replicas: Int = 3, workerVersion: String? = nil, cpuCores: Int = 2,
+        strategy: String = "RollingUpdate"
+    ) -> String {
+        let strategyYAML = strategy == "OnDelete" ? "type: OnDelete" : "type: RollingUpdate\n    rollingUpdate:\n      maxSurge: 1\n      maxUnavailable: 0"
         var documents = [
             """
             apiVersion: cluster.x-k8s.io/v1beta1
@@ -82,7 +87,7 @@ enum FleetManifests {
                           template:
                             spec:
                               domain:
-                                cpu: {cores: 2}
+                                cpu: {cores: \(cpuCores)}
                                 memory: {guest: 4Gi}
                                 devices:
                                   disks:
@@ -120,10 +125,7 @@ enum FleetManifests {
                   selector:
                     matchLabels: {pool: \(md)}
                   strategy:
-                    type: RollingUpdate
-                    rollingUpdate:
-                      maxSurge: 1
-                      maxUnavailable: 0
+                    \(strategyYAML)
                   template:
                     spec:
                       clusterName: \(name)
