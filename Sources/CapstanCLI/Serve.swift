@@ -26,8 +26,11 @@ struct Serve: AsyncParsableCommand {
             same data directory refuses to start and names the process holding it.
 
             Logs go to standard error at --log-level. With --metrics-address, Prometheus metrics \
-            are served at /metrics and a health check at /healthz; the address actually bound is \
-            printed on standard output as `capstan serve: metrics on http://HOST:PORT`.
+            are served at /metrics (workflows by state, activity latency, retries and failures, \
+            append latency) and a health check at /healthz: 200 while the engine runs and the \
+            management cluster's API answers a probe (GET /readyz every few seconds), else 503 \
+            with a JSON reason. The address actually bound is printed on standard output as \
+            `capstan serve: metrics on http://HOST:PORT`.
             """)
 
     @OptionGroup var common: CommonOptions
@@ -119,7 +122,8 @@ struct Serve: AsyncParsableCommand {
                 "data directory \(directory) is in use: \(holder) holds its writer lock (another `capstan serve`?); "
                     + "stop it or choose another --data-dir")
         }
-        let store = MeteredStore(try await EventLogStore.open(log: log, logger: logger))
+        let finished = FinishedWorkflows()
+        let store = MeteredStore(try await EventLogStore.open(log: log, logger: logger), finished: finished)
         let clock = WallClock()
         let executors = FleetExecutors(
             management: management, updateExtension: updateExtension, clock: clock,
@@ -138,10 +142,15 @@ struct Serve: AsyncParsableCommand {
             await log.close()
             throw error
         }
+        let liveness = EngineLiveness()
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: engine, successTerminationBehavior: .gracefullyShutdownGroup),
-            .init(service: EngineGauges(engine: engine)),
+            .init(service: LivenessTracked(base: engine, liveness: liveness), successTerminationBehavior: .gracefullyShutdownGroup)
         ]
+        if metricsAddress != nil {
+            // The finished workflows so far (then each commit's): `capstan_workflows{state}`.
+            finished.load(try store.stateEntries(withPrefix: StateKey.finishedPrefix))
+            services.append(.init(service: EngineGauges(engine: engine, finished: finished)))
+        }
         // Desired-state requests (`apply`, `delete`, `upgrade`) that arrive while serve holds
         // the log; EventLogStore.open created the inbox log.
         let fleetInbox = try EventLogReader(directory: EventLogStore.inboxDirectory(of: directory), logger: logger)
@@ -154,7 +163,11 @@ struct Serve: AsyncParsableCommand {
             healthChecks: HealthCheckRemediation.seam(log: log, tuning: tuning), logger: logger.labelled("capstan.controller"))
         services.append(.init(service: controller, successTerminationBehavior: .gracefullyShutdownGroup))
         if let metricsAddress, let address = MetricsAddress(metricsAddress) {
-            services.append(.init(service: Self.httpEndpoints(address, registry: registry, engine: engine, logger: logger)))
+            let probe = ManagementProbe(connection: connection, logger: logger.labelled("capstan.health"))
+            services.append(.init(service: probe))
+            services.append(
+                .init(service: Self.httpEndpoints(
+                    address, registry: registry, engine: engine, liveness: liveness, probe: probe, logger: logger)))
         }
         logger.info(
             "serve.started",
@@ -173,9 +186,11 @@ struct Serve: AsyncParsableCommand {
         logger.info("serve.stopped", metadata: ["data.directory": "\(directory)"])
     }
 
-    /// `/metrics` (Prometheus text format) and `/healthz` (200 while the engine runs).
+    /// `/metrics` (Prometheus text format) and `/healthz` (``ServeHealth``: 200 while the
+    /// engine runs and the management cluster's API answers its probe, else 503 and why).
     private static func httpEndpoints(
-        _ address: MetricsAddress, registry: PrometheusCollectorRegistry, engine: WorkflowEngine, logger: Logger
+        _ address: MetricsAddress, registry: PrometheusCollectorRegistry, engine: WorkflowEngine, liveness: EngineLiveness,
+        probe: ManagementProbe, logger: Logger
     ) -> some Service {
         let router = Router()
         router.get("metrics") { _, _ -> Response in
@@ -186,10 +201,14 @@ struct Serve: AsyncParsableCommand {
                 body: ResponseBody(byteBuffer: buffer))
         }
         router.get("healthz") { _, _ -> Response in
-            let running = await engine.runningCount
+            let answer = ServeHealth.answer(
+                engineRunning: liveness.isRunning, probe: probe.result, now: .now, staleAfter: probe.staleAfter,
+                workflowsRunning: await engine.runningCount)
             var buffer = ByteBuffer()
-            buffer.writeString("ok: \(running) workflows running\n")
-            return Response(status: .ok, headers: [.contentType: "text/plain"], body: ResponseBody(byteBuffer: buffer))
+            buffer.writeString(answer.body)
+            return Response(
+                status: answer.status == 200 ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
+                body: ResponseBody(byteBuffer: buffer))
         }
         return Application(
             router: router,
@@ -214,50 +233,6 @@ struct MetricsAddress {
         host = String(text[..<colon])
         self.port = port
         if host.isEmpty { return nil }
-    }
-}
-
-/// The engine's store with each append timed (`capstan_log_append_duration_seconds`).
-final class MeteredStore: EngineStore {
-    private let base: EventLogStore
-    private let appendLatency = Metrics.Timer(label: "capstan_log_append_duration_seconds", preferredDisplayUnit: .seconds)
-    private let appendedEvents = Counter(label: "capstan_log_appended_events_total")
-
-    init(_ base: EventLogStore) { self.base = base }
-
-    func append(_ streams: [StreamAppend], stateWrites: [StateWrite]) async throws -> AppendResult {
-        let began = ContinuousClock.now
-        let result = try await base.append(streams, stateWrites: stateWrites)
-        let (seconds, attoseconds) = (ContinuousClock.now - began).components
-        appendLatency.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-        appendedEvents.increment(by: streams.reduce(0) { $0 + $1.events.count })
-        return result
-    }
-    func readStream(_ stream: StreamID) throws -> [RecordedEvent] { try base.readStream(stream) }
-    func streamExists(_ stream: StreamID) throws -> Bool { try base.streamExists(stream) }
-    func state(forKey key: String) throws -> [UInt8]? { try base.state(forKey: key) }
-    func stateEntries(withPrefix prefix: String) throws -> [(key: String, value: [UInt8])] {
-        try base.stateEntries(withPrefix: prefix)
-    }
-    func tail(_ stream: StreamID, after: LogPosition) -> AsyncThrowingStream<RecordedEvent, any Error> {
-        base.tail(stream, after: after)
-    }
-}
-
-/// Publishes the engine's running workflows and in-flight attempts as gauges once a second.
-struct EngineGauges: Service {
-    let engine: WorkflowEngine
-
-    func run() async throws {
-        let running = Gauge(label: "capstan_workflows", dimensions: [("state", "running")])
-        let inFlight = Gauge(label: "capstan_activities_in_flight")
-        let commits = Gauge(label: "capstan_engine_commits")
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            running.record(await engine.runningCount)
-            inFlight.record(await engine.inFlightCount)
-            commits.record(await engine.commitCount)
-            try? await Task.sleep(for: .seconds(1))
-        }
     }
 }
 

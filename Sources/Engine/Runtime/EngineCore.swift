@@ -466,6 +466,15 @@ public final class EngineCore {
     public var drainingCount: Int { draining.count }
     /// How many workflows are running.
     public var runningCount: Int { instances.count }
+    /// The unfinished workflows by the status `workflow list` shows: quarantined (their
+    /// history cannot fold, or their decider failed on it), else paused, else running.
+    public var runningStatusCounts: (running: Int, paused: Int, quarantined: Int) {
+        var counts = (running: 0, paused: 0, quarantined: unfoldable.count)
+        for instance in instances.values {
+            if instance.record.quarantine != nil { counts.quarantined += 1 } else if instance.record.paused { counts.paused += 1 } else { counts.running += 1 }
+        }
+        return counts
+    }
     /// Ids of the running workflows, sorted.
     public var runningWorkflowIDs: [String] { instances.keys.sorted() }
 

@@ -143,6 +143,9 @@ public actor WorkflowEngine: Service {
     /// How many workflows are running.
     public var runningCount: Int { core.runningCount }
 
+    /// The unfinished workflows by status: running, paused, quarantined (for metrics).
+    public var runningStatusCounts: (running: Int, paused: Int, quarantined: Int) { core.runningStatusCounts }
+
     /// How many attempts are running.
     public var inFlightCount: Int { core.inFlightCount }
 
