@@ -9,6 +9,13 @@ import Testing
 
     static let everyEvent: [WorkflowEvent] = [
         .workflowStarted(WorkflowStart(type: "steps", deciderVersion: 3, input: "{\"a\":1}", parentID: "p", uniqueKey: "u")),
+        .workflowStarted(
+            WorkflowStart(
+                type: "steps", deciderVersion: 1, input: "", run: 2, carriedState: "{}",
+                forkedFrom: WorkflowForkOrigin(workflowID: "steps/old", run: 3, revision: 17))),
+        .workflowStarted(
+            WorkflowStart(
+                type: "steps", deciderVersion: 1, input: "", forkedFrom: WorkflowForkOrigin(workflowID: "steps/old", run: 1, revision: 0))),
         .activityScheduled(StepsWorkflow.request(step: 1, concurrencyKey: "cluster-a")),
         .activityStarted(activityID: "step-1", attempt: 2),
         .activityCompleted(activityID: "step-1", attempt: 2, output: "out"),

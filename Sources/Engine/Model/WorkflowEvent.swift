@@ -60,10 +60,13 @@ public struct WorkflowStart: Hashable, Sendable {
     public var run: Int
     /// The decider state the run starts from (JSON), after a continue-as-new; nil: `initial`.
     public var carriedState: String?
+    /// For a fork (``EngineCore/fork(workflowID:run:throughRevision:newID:signal:now:)``): the
+    /// run whose history prefix this one copied; nil for every other run.
+    public var forkedFrom: WorkflowForkOrigin?
 
     public init(
         type: String, deciderVersion: Int, input: String, parentID: String? = nil, uniqueKey: String? = nil, run: Int = 1,
-        carriedState: String? = nil
+        carriedState: String? = nil, forkedFrom: WorkflowForkOrigin? = nil
     ) {
         self.type = type
         self.deciderVersion = deciderVersion
@@ -72,6 +75,21 @@ public struct WorkflowStart: Hashable, Sendable {
         self.uniqueKey = uniqueKey
         self.run = run
         self.carriedState = carriedState
+        self.forkedFrom = forkedFrom
+    }
+}
+
+/// Where a forked workflow's history came from: events 0 through `revision` of run `run`
+/// of workflow `workflowID` (that stream itself is never written by the fork).
+public struct WorkflowForkOrigin: Codable, Hashable, Sendable {
+    public var workflowID: String
+    public var run: Int
+    public var revision: UInt64
+
+    public init(workflowID: String, run: Int, revision: UInt64) {
+        self.workflowID = workflowID
+        self.run = run
+        self.revision = revision
     }
 }
 

@@ -44,6 +44,11 @@ public enum WorkflowEventCodec {
             fields.uniqueKey = start.uniqueKey
             fields.run = start.run == 1 ? nil : start.run
             fields.carriedState = start.carriedState
+            if let origin = start.forkedFrom {
+                fields.forkedFrom = origin.workflowID
+                fields.forkedFromRun = origin.run == 1 ? nil : origin.run
+                fields.forkedFromRevision = origin.revision
+            }
         case .activityScheduled(let request):
             fields.activityID = request.activityID
             fields.name = request.name
@@ -123,11 +128,18 @@ public enum WorkflowEventCodec {
         let event: WorkflowEvent
         switch (type, schemaVersion) {
         case ("WorkflowStarted", 1):
+            // `forkedFrom` came later (optional): older starts have none and are no fork.
+            var origin: WorkflowForkOrigin?
+            if let forkedFrom = fields.forkedFrom {
+                origin = WorkflowForkOrigin(
+                    workflowID: forkedFrom, run: fields.forkedFromRun ?? 1,
+                    revision: try reader.require(\.forkedFromRevision, "forkedFromRevision"))
+            }
             event = .workflowStarted(
                 WorkflowStart(
                     type: try reader.require(\.type, "type"), deciderVersion: try reader.require(\.deciderVersion, "deciderVersion"),
                     input: fields.input ?? "", parentID: fields.parentID, uniqueKey: fields.uniqueKey, run: fields.run ?? 1,
-                    carriedState: fields.carriedState))
+                    carriedState: fields.carriedState, forkedFrom: origin))
         case ("ActivityScheduled", 1):
             let retry = try reader.require(\.retry, "retry")
             event = .activityScheduled(
@@ -240,6 +252,9 @@ struct StoredFields: Codable {
     var repeatable: Bool?
     var eventID: String?
     var by: String?
+    var forkedFrom: String?
+    var forkedFromRun: Int?
+    var forkedFromRevision: UInt64?
 
     init(at: Int64) { self.at = at }
 
@@ -292,6 +307,9 @@ struct StoredFields: Codable {
         out.field("repeatable", repeatable)
         out.field("eventID", eventID)
         out.field("by", by)
+        out.field("forkedFrom", forkedFrom)
+        out.field("forkedFromRun", forkedFromRun)
+        out.field("forkedFromRevision", forkedFromRevision)
         out.closeObject()
         return out.bytes
     }

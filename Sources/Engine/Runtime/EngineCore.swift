@@ -258,6 +258,128 @@ public final class EngineCore {
         decideLoop(workflowID, now: now)
     }
 
+    /// Reads a whole workflow stream from the log, for ``fork(workflowID:run:throughRevision:newID:signal:now:)``
+    /// (``WorkflowEngine`` sets it from its store; without it a fork is refused).
+    public var readStream: ((StreamID) throws -> [RecordedEvent])?
+
+    /// Starts `newID` from a prefix of another run's history (Temporal's reset with a signal,
+    /// DBOS's fork): events 0 through `throughRevision` of run `run` of `workflowID` are copied
+    /// into `workflow/<newID>` with their recorded times (the start says where it came from,
+    /// ``WorkflowStart/forkedFrom``), then the new run goes on as a restart at that point
+    /// would: an attempt that was running at the cut is settled as interrupted and runs again
+    /// as a new attempt (under the new id's idempotency keys), a scheduled one waits for its
+    /// slot, a backoff re-arms its retry, a pending timer re-arms at its recorded time. Then
+    /// `signal` is delivered (as ``signal(workflowID:name:payload:now:)`` would), or the
+    /// decider asked what comes next, in this same step. The old stream is not written.
+    ///
+    /// The fork is a run of its own: no parent (a child's fork is not its parent's child), the
+    /// old run's type, input and unique key, and the decider registered now.
+    ///
+    /// - Throws: ``EngineError`` `.invalidInput` (a bad new id, no such stream, a revision past
+    ///   its end, a terminal event or a running child inside the prefix, a history the
+    ///   decider cannot fold), `.alreadyRunning` (the unique key is held), `.workflowExists`
+    ///   (the new id was used), `.unknownWorkflowType`, `.corruptHistory`, `.stopped`.
+    public func fork(
+        workflowID: String, run: Int = 1, throughRevision: UInt64, newID: String, signal: (name: String, payload: String)?,
+        now: Timestamp
+    ) throws {
+        let what = "fork of workflow \(workflowID)\(run > 1 ? " run \(run)" : "") at revision \(throughRevision) as \(newID)"
+        guard !dispatchStopped else { throw EngineError(.stopped, "the engine is stopping; \(what) not started") }
+        guard !newID.isEmpty, !newID.contains("@"),
+            StreamID.forWorkflow(newID, run: 1_000_000).rawValue.utf8.count <= StreamID.maxLengthBytes
+        else {
+            throw EngineError(.invalidInput, "\(what): new workflow id \(newID.debugDescription): must be 1 to 220 bytes without @")
+        }
+        guard let readStream else { throw EngineError(.invalidInput, "\(what): this engine was given no stream reader") }
+        let stream = StreamID.forWorkflow(workflowID, run: run)
+        let events = try readStream(stream)
+        guard !events.isEmpty else { throw EngineError(.invalidInput, "\(what): stream \(stream) has no events") }
+        guard throughRevision < UInt64(events.count) else {
+            throw EngineError(
+                .invalidInput, "\(what): stream \(stream) ends at revision \(events.count - 1); the prefix must end at or before it")
+        }
+        let prefix = Array(events[...Int(throughRevision)])
+        var copied: [StampedWorkflowEvent] = []
+        for event in prefix {
+            let stamped = try WorkflowEventCodec.decode(event)
+            guard !stamped.event.isTerminal else {
+                throw EngineError(
+                    .invalidInput,
+                    "\(what): revision \(event.revision) (\(event.type)) ends the run; fork from a revision before it")
+            }
+            copied.append(stamped)
+        }
+        guard case .workflowStarted(let old) = copied[0].event else {
+            throw EngineError(.corruptHistory, "\(what): stream \(stream) does not begin with WorkflowStarted")
+        }
+        // The decider must fold the prefix: a fork that would start quarantined is refused.
+        let folded = try fold(prefix)
+        if let reason = folded.record.quarantine { throw EngineError(.invalidInput, "\(what): its decider cannot fold the prefix: \(reason)") }
+        if let child = folded.record.children.filter({ $0.value == .running }).keys.sorted().first {
+            throw EngineError(
+                .invalidInput,
+                "\(what): child workflow \(child) was running at revision \(throughRevision) and belongs to \(workflowID); fork from before it started or after it ended")
+        }
+        guard let definition = definitions[old.type] else {
+            throw EngineError(.unknownWorkflowType, "\(what): no workflow type named \(old.type) is registered")
+        }
+        if let key = old.uniqueKey, let holder = uniqueKeys[key] {
+            throw EngineError(.alreadyRunning, "\(what): unique key \(key) is held by running workflow \(holder)")
+        }
+        guard instances[newID] == nil, finished[newID] == nil, !finishedInLastBatch.contains(newID), unfoldable[newID] == nil,
+            !idIsTaken(newID)
+        else {
+            throw EngineError(.workflowExists, "\(what): workflow \(newID) exists already; workflow ids are never reused")
+        }
+
+        // Checked: from here on nothing throws. Copy the prefix, its start rewritten.
+        let start = WorkflowStart(
+            type: old.type, deciderVersion: definition.version, input: old.input, parentID: nil, uniqueKey: old.uniqueKey,
+            run: 1, carriedState: old.carriedState,
+            forkedFrom: WorkflowForkOrigin(workflowID: workflowID, run: run, revision: throughRevision))
+        let state: any WorkflowStateBox
+        do { state = try definition.startState(start) } catch { preconditionFailure("the fold above decoded this start: \(error)") }
+        instances[newID] = Instance(
+            record: WorkflowRecord(workflowID: newID), state: state, definition: definition, nextRevision: 0)
+        if let key = start.uniqueKey {
+            uniqueKeys[key] = newID
+            pendingStateWrites[StateKey.unique(key)] = .put(key: StateKey.unique(key), value: Array(newID.utf8))
+        }
+        emit(.workflowStarted(start), to: newID, now: copied[0].at)
+        for stamped in copied.dropFirst() { emit(stamped.event, to: newID, now: stamped.at) }
+
+        // Open work at the cut goes on as after a restart there.
+        let record = instances[newID]!.record
+        for (activityID, activity) in record.activities.sorted(by: { $0.key < $1.key }) {
+            let key = ActivityKey(workflowID: newID, activityID: activityID)
+            switch activity.phase {
+            case .running:
+                // That attempt's end lies past the cut: here it never ended. It counts as
+                // interrupted (not against the retry budget) and runs again as a new attempt.
+                settle(
+                    .failure(
+                        ActivityFailure(
+                            kind: ActivityFailure.interruptedKind,
+                            message: "forked from \(workflowID) at revision \(throughRevision) while attempt \(activity.attempt) ran")),
+                    of: key, attempt: activity.attempt, now: now)
+            case .scheduled:
+                waiting.append(key)
+            case .backoff:
+                armRetry(key, failedAttempt: activity.attempt, at: activity.nextRetryAt ?? now)
+            case .completed, .failed:
+                break
+            }
+        }
+        for (timerID, timer) in record.timers.sorted(by: { $0.key < $1.key }) where !timer.fired {
+            armTimer(newID, timerID, at: timer.fireAt)
+        }
+        if let signal {
+            self.signal(workflowID: newID, name: signal.name, payload: signal.payload, now: now)
+        } else {
+            decideLoop(newID, now: now)
+        }
+    }
+
     /// Handles an event of the signal inbox stream at `position` (once per position).
     public func handleInbox(_ recorded: RecordedEvent, now: Timestamp) {
         guard recorded.position > inboxPosition else { return }
@@ -280,6 +402,15 @@ public final class EngineCore {
             do { try start(workflowID: workflowID, type: type, input: input, uniqueKey: uniqueKey, now: now) } catch {
                 pendingNotices.append(
                     "inbox start of \(workflowID) at position \(recorded.position) refused: \((error as? EngineError)?.message ?? "\(error)")")
+            }
+        case .fork(let workflowID, let run, let throughRevision, let newID, let name, let payload):
+            do {
+                try fork(
+                    workflowID: workflowID, run: run, throughRevision: throughRevision, newID: newID,
+                    signal: name.map { (name: $0, payload: payload) }, now: now)
+            } catch {
+                pendingNotices.append(
+                    "inbox fork at position \(recorded.position) refused: \((error as? EngineError)?.message ?? "\(error)")")
             }
         }
     }
@@ -944,7 +1075,7 @@ public final class EngineCore {
         let start = WorkflowStart(
             type: ended.record.type, deciderVersion: ended.definition.version, input: ended.record.input,
             parentID: ended.record.parentID, uniqueKey: ended.record.uniqueKey, run: run,
-            carriedState: String(decoding: ended.state.encoded(), as: UTF8.self))
+            carriedState: String(decoding: ended.state.encoded(), as: UTF8.self), forkedFrom: ended.record.forkedFrom)
         instances[workflowID] = Instance(
             record: WorkflowRecord(workflowID: workflowID), state: ended.state, definition: ended.definition, nextRevision: 0)
         emit(.workflowStarted(start), to: workflowID, now: now)

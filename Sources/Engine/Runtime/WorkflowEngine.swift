@@ -94,6 +94,8 @@ public actor WorkflowEngine: Service {
             .flatMap { UInt64(String(decoding: $0, as: UTF8.self)) }.map { LogPosition($0) } ?? .start
         try core.recover(
             snapshots: snapshots, inboxPosition: inboxPosition, now: clock.now(), readStream: { try store.readStream($0) })
+        // A fork (an inbox request) reads the prefix it copies from the log.
+        core.readStream = { try store.readStream($0) }
         recoveryDuration = ContinuousClock.now - began
         recoveredWorkflows = snapshots.count
         recoveredStats = core.recoveryStats

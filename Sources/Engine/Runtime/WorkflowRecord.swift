@@ -86,6 +86,8 @@ public struct WorkflowRecord: Codable, Equatable, Sendable {
     /// Why the decider cannot fold this run's history (set by the engine, not by an event):
     /// nothing more is decided or dispatched for it until a fixed decider is deployed.
     public var quarantine: String?
+    /// The run this one was forked from (nil: not a fork).
+    public var forkedFrom: WorkflowForkOrigin?
 
     public init(workflowID: String) { self.workflowID = workflowID }
 
@@ -112,6 +114,7 @@ public struct WorkflowRecord: Codable, Equatable, Sendable {
             parentID = start.parentID
             uniqueKey = start.uniqueKey
             run = start.run == 1 ? nil : start.run
+            forkedFrom = start.forkedFrom
             status = .running
         case .activityScheduled(let request):
             activities[request.activityID] = Activity(request: request, phase: .scheduled, attempt: 0)

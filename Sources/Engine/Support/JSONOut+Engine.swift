@@ -114,6 +114,17 @@ extension JSONWriter {
             closeArray()
         }
         field("quarantine", record.quarantine)
+        if let origin = record.forkedFrom {
+            key("forkedFrom")
+            openObject()
+            key("workflowID")
+            string(origin.workflowID)
+            key("run")
+            integer(origin.run)
+            key("revision")
+            integer(origin.revision)
+            closeObject()
+        }
         closeObject()
     }
 
