@@ -10,8 +10,9 @@ import Foundation
 #endif
 
 // `capstan workflow list|show|history|diagnose` read a workflow's snapshot and stream from
-// the log; `pause|resume|cancel|approve|signal|retry` append a signal to the inbox, which
-// `capstan serve` handles once, now if it runs, else when it next starts.
+// the log; `pause|resume|cancel|approve|signal|retry` append a signal to the inbox, and
+// `fork` a fork request, which `capstan serve` handles once, now if it runs, else when it
+// next starts.
 
 struct WorkflowCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -27,10 +28,11 @@ struct WorkflowCommand: AsyncParsableCommand {
               capstan workflow diagnose upgrade/default/prod/12
               capstan workflow approve upgrade/default/prod/12
               capstan workflow retry provision/default/prod-md-0-x7 --activity vm.create
+              capstan workflow fork upgrade/default/prod/12 --from 4711 --signal approve
             """,
         subcommands: [
             List.self, Show.self, History.self, Diagnose.self, Pause.self, Resume.self, Cancel.self, Approve.self,
-            SignalCommand.self, Retry.self,
+            SignalCommand.self, Retry.self, Fork.self,
         ])
 
     struct List: AsyncParsableCommand {
@@ -296,6 +298,183 @@ struct WorkflowCommand: AsyncParsableCommand {
     }
 }
 
+extension WorkflowCommand {
+    struct Fork: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Start a new run from a prefix of a workflow's history, with a signal applied in the same step.",
+            discussion: """
+                The new run's history is the old run's events up to and including POSITION (a position \
+                as `capstan workflow history ID` lists them), copied with their times; the old run and its \
+                history stay as they are. From there the new run goes on as after a restart at that point: \
+                an activity attempt that was running at POSITION runs again as a new attempt (under the new \
+                id, so executors see a new idempotency key), scheduled activities and retries wait as they \
+                did, pending timers fire at their recorded times (at once when those have passed), and no \
+                step completed before POSITION runs again. With --signal the signal is delivered in the same \
+                step, before anything else happens: Temporal's reset with a signal, DBOS's fork.
+
+                The fork is a run of its own: the old run's type, input and unique key, no parent. Refused, \
+                with nothing written: a POSITION that is not an event of ID or that ends its run (completed, \
+                failed, cancelled, continued as new); a child workflow running at POSITION; a new id in use; \
+                the run's unique key held by a running workflow (cancel that one first).
+
+                Examples:
+                  capstan workflow history upgrade/default/prod/12
+                  capstan workflow fork upgrade/default/prod/12 --from 4711 --signal approve
+                  capstan workflow fork upgrade/default/prod/12 --from 4711 --id upgrade/default/prod/12-b -o json
+                  capstan workflow show upgrade/default/prod/12-fork-4711 --watch
+                """)
+
+        @Argument(help: ArgumentHelp("The workflow id to fork.", valueName: "id")) var workflowID: String
+        @Option(
+            help: ArgumentHelp(
+                "The last event the new run copies: its log position, as `capstan workflow history` lists it.",
+                valueName: "position"))
+        var from: UInt64
+        @Option(
+            name: .customLong("id"),
+            help: ArgumentHelp("The new run's workflow id (default: ID-fork-POSITION).", valueName: "new-id"))
+        var newID: String?
+        @Option(help: ArgumentHelp("A signal to deliver to the new run in the same step.", valueName: "name"))
+        var signal: String?
+        @Option(help: ArgumentHelp("The signal's payload (needs --signal).", valueName: "text")) var payload: String?
+        @OptionGroup var common: CommonOptions
+
+        var targetID: String { newID ?? "\(workflowID)-fork-\(from)" }
+
+        func validate() throws {
+            if from == 0 { throw ValidationError("--from 0: log positions start at 1 (see `capstan workflow history \(workflowID)`)") }
+            let id = targetID
+            if id.isEmpty || id.contains("@") || StreamID.forWorkflow(id, run: 1_000_000).rawValue.utf8.count > StreamID.maxLengthBytes {
+                throw ValidationError("--id \(id.debugDescription): a workflow id is 1 to 220 bytes without @")
+            }
+            if let signal, signal.isEmpty || signal.contains(where: \.isWhitespace) {
+                throw ValidationError("--signal \"\(signal)\": must be non-empty, without spaces")
+            }
+            if payload != nil && signal == nil { throw ValidationError("--payload needs --signal NAME") }
+        }
+
+        func run() async throws {
+            try await reportingFailures {
+                let snapshot = try FleetSnapshot.open(common.dataDirectory, at: nil)
+                let record = try snapshot.workflow(workflowID).record
+                let cut = try ForkCut(of: workflowID, record: record, position: from, reader: snapshot.reader)
+                let newID = targetID
+                if let key = record.uniqueKey, let holder = try snapshot.reader.state(forKey: StateKey.unique(key)) {
+                    let name = String(decoding: holder, as: UTF8.self)
+                    throw CommandFailure(
+                        "unique key \(key) of \(workflowID) is held by running workflow \(name), and the fork would take it: "
+                            + "cancel \(name) first (`capstan workflow cancel \(name)`) or wait until it ends; nothing was sent")
+                }
+                if try snapshot.reader.streamRevision(.forWorkflow(newID)) != nil
+                    || snapshot.state.value(StateKey.running(newID)) != nil || snapshot.state.value(StateKey.finished(newID)) != nil
+                {
+                    throw CommandFailure("workflow \(newID) exists already (ids are never reused); choose another with --id; nothing was sent")
+                }
+                var generator = SystemRandomNumberGenerator()
+                let id = EventID(high: generator.next(), low: generator.next())
+                try await InboxMessage.fork(
+                    workflowID: workflowID, run: cut.run, throughRevision: cut.revision, newID: newID, signal: signal,
+                    payload: payload ?? ""
+                ).send(id, dataDirectory: common.dataDirectory, actor: changeSource().actor)
+
+                let (holder, when) = inboxHandling(common.dataDirectory)
+                var steps = ["\(newID) starts from those \(cut.revision + 1) events"]
+                if let signal { steps.append("receives \(signal) in the same step") }
+                steps.append(cut.openWork)
+                let next = steps.joined(separator: ", ")
+                    + "; \(workflowID) stays as it is. Watch it with `capstan workflow show \(newID) --watch`; "
+                    + "if the engine refuses the fork (the id or unique key taken meanwhile), \(newID) does not appear and serve's log says why"
+                let output = ForkOutput(
+                    workflowID: workflowID, position: from, run: cut.run, revision: cut.revision, events: cut.revision + 1,
+                    newID: newID, signal: signal, payload: signal == nil ? nil : payload ?? "", via: "inbox",
+                    serveRunning: holder != nil, servePID: holder, next: next)
+                switch common.output {
+                case .json, .yaml: try printStructured(output, format: common.output)
+                case .text, .wide, .name:
+                    let with = signal.map { name in " with signal \(name)" + ((payload ?? "").isEmpty ? "" : " (\(payload!))") } ?? ""
+                    print(
+                        "sent fork of workflow \(workflowID) at position \(from) (run \(cut.run), revision \(cut.revision)) "
+                            + "as \(newID)\(with) through the inbox")
+                    print(when + next + ".")
+                }
+            }
+        }
+    }
+}
+
+/// Where a fork cuts a workflow's history: the run and revision of a log position, checked
+/// as the engine will check it (so a refusal is said now, and nothing is sent).
+struct ForkCut {
+    var run: Int
+    var revision: UInt64
+    /// What the new run does first, in words (the work open at the cut).
+    var openWork: String
+
+    /// - Throws: `CommandFailure` naming the position and what is wrong with it.
+    init(of workflowID: String, record: WorkflowRecord, position: UInt64, reader: EventLogReader) throws {
+        var found: (run: Int, events: [RecordedEvent], index: Int)?
+        var positions: [UInt64] = []
+        for run in 1...max(1, record.runNumber) {
+            let events = try reader.readStream(.forWorkflow(workflowID, run: run))
+            positions += events.map(\.position.rawValue)
+            if let index = events.firstIndex(where: { $0.position.rawValue == position }) { found = (run, events, index) }
+        }
+        guard let found else {
+            let range = positions.first.map { "its events are at positions \($0) to \(positions.last!)" } ?? "it has no events"
+            throw CommandFailure(
+                "position \(position) is not an event of workflow \(workflowID) (\(range); see `capstan workflow history \(workflowID)`); nothing was sent")
+        }
+        run = found.run
+        revision = UInt64(found.index)
+        var folded = WorkflowRecord(workflowID: workflowID)
+        for event in found.events[...found.index] {
+            let stamped = try WorkflowEventCodec.decode(event)
+            if stamped.event.isTerminal {
+                let before = found.index > 0 ? " (the one before is \(found.events[found.index - 1].position))" : ""
+                throw CommandFailure(
+                    "position \(position) is \(event.type), the end of \(run > 1 ? "run \(run) of " : "")\(workflowID): "
+                        + "a fork copies a prefix without its end; fork from an earlier position\(before); nothing was sent")
+            }
+            folded.apply(stamped, revision: event.revision.rawValue)
+        }
+        if let child = folded.children.filter({ $0.value == .running }).keys.sorted().first {
+            throw CommandFailure(
+                "child workflow \(child) was running at position \(position) and belongs to \(workflowID): "
+                    + "fork from before it started or after it ended; nothing was sent")
+        }
+        let activities = folded.activities.values.sorted { $0.request.activityID < $1.request.activityID }
+        var open: [String] = []
+        for activity in activities {
+            switch activity.phase {
+            case .running: open.append("activity \(activity.request.activityID) (attempt \(activity.attempt) was running) runs again as a new attempt")
+            case .scheduled: open.append("activity \(activity.request.activityID) starts")
+            case .backoff: open.append("activity \(activity.request.activityID) retries when its backoff ends")
+            case .completed, .failed: break
+            }
+        }
+        if !folded.timers.isEmpty { open.append("\(folded.timers.count == 1 ? "its timer fires" : "its timers fire") at the recorded time") }
+        if folded.paused { open.append("it stays paused until `capstan workflow resume`") }
+        openWork = open.isEmpty ? "then its decider decides what comes next" : "then " + open.joined(separator: ", ")
+    }
+}
+
+/// What `workflow fork` prints with `-o json`.
+struct ForkOutput: Encodable {
+    var workflowID: String
+    var position: UInt64
+    var run: Int
+    var revision: UInt64
+    /// Events the new run copies.
+    var events: UInt64
+    var newID: String
+    var signal: String?
+    var payload: String?
+    var via: String
+    var serveRunning: Bool
+    var servePID: Int32?
+    var next: String
+}
+
 /// Checks the workflow exists and runs, then sends the signal (see ``deliver``).
 func sendSignal(_ workflowID: String, name: String, payload: String, common: CommonOptions, next: String) async throws {
     try await reportingFailures {
@@ -329,9 +508,7 @@ func deliver(
     let id = EventID(high: generator.next(), low: generator.next())
     try await InboxMessage.signal(workflowID: workflowID, name: name, payload: payload)
         .send(id, dataDirectory: common.dataDirectory, actor: changeSource().actor)
-    let holder = writerPID(common.dataDirectory)
-    let when = holder.map { "the engine holding the log (pid \($0), capstan serve) handles it within a second: " }
-        ?? "no capstan serve runs on \(common.dataDirectory) now; when one starts it handles it first: "
+    let (holder, when) = inboxHandling(common.dataDirectory)
     let output = SignalOutput(
         workflowID: workflowID, signal: name, payload: payload, via: "inbox", serveRunning: holder != nil, servePID: holder,
         next: next)
@@ -341,6 +518,15 @@ func deliver(
         print("sent \(name)\(payload.isEmpty ? "" : " (\(payload))") to workflow \(workflowID) through the inbox")
         print(when + next + ".")
     }
+}
+
+/// Who handles an inbox request just sent, and when, in words: the serve holding the log
+/// (its pid), or the next one to start.
+func inboxHandling(_ dataDirectory: String) -> (servePID: Int32?, text: String) {
+    let holder = writerPID(dataDirectory)
+    let text = holder.map { "the engine holding the log (pid \($0), capstan serve) handles it within a second: " }
+        ?? "no capstan serve runs on \(dataDirectory) now; when one starts it handles it first: "
+    return (holder, text)
 }
 
 /// The pid of the process holding the log's writer lock, when it is alive; nil when none.

@@ -32,6 +32,8 @@ struct WorkflowDetail: Encodable {
     var timers: [Timer]
     var cancelRequested: Bool
     var quarantine: String?
+    /// For a fork: `<id> revision <n>` (`<id> run <r> revision <n>`) it copied its history from.
+    var forkedFrom: String?
 
     init(_ report: WorkflowStatusReport, now: Int64) {
         let record = report.record
@@ -51,6 +53,7 @@ struct WorkflowDetail: Encodable {
         timers = record.timers.sorted { $0.key < $1.key }.map { Timer(id: $0.key, firesAt: rfc3339(nanoseconds: $0.value.fireAt.nanoseconds)) }
         cancelRequested = record.cancelRequested
         quarantine = record.quarantine
+        forkedFrom = record.forkedFrom.map { "\($0.workflowID)\($0.run > 1 ? " run \($0.run)" : "") revision \($0.revision)" }
     }
 
     /// One line for a watch when piped: time, id, status, progress, the wait and for how long
@@ -89,6 +92,7 @@ struct WorkflowDetail: Encodable {
         if let cluster = summary.cluster { field("Cluster", "\(summary.namespace ?? "")/\(cluster)") }
         if let parent = summary.parentID { field("Parent", parent) }
         if summary.run > 1 { field("Run", "\(summary.run)") }
+        if let forkedFrom { field("Forked from", forkedFrom) }
         field("Waiting on", summary.waitingOn)
         field("Since", "\(summary.since) (\(ageText(summary.sinceNanoseconds, now: now)) ago)")
         if let attempt = summary.attempt { field("Attempt", "\(attempt)") }
