@@ -268,7 +268,10 @@ let package = Package(
         ),
         .testTarget(
             name: "ProvidersTests",
-            dependencies: ["Providers", "KubeSimKit", "kube-sim", .product(name: "Yams", package: "Yams")],
+            dependencies: [
+                "Providers", "KubeSimKit", "kube-sim", .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -60,7 +60,8 @@ private func civilDate(daysSinceEpoch: Int64) -> (Int64, Int64, Int64) {
 }
 
 /// Parses an RFC 3339 time (`2026-11-23T08:00:00Z`, `2026-11-23T08:00:00.5+01:00`; `t`, `z` and
-/// a space for `T` accepted) as nanoseconds since the Unix epoch; nil when it is not one.
+/// a space for `T` accepted) as nanoseconds since the Unix epoch; nil when it is not one, or
+/// when it lies outside what Int64 nanoseconds hold (years 1678 to 2261).
 public func parseRFC3339(_ text: String) -> Int64? {
     let bytes = Array(text.utf8)
     var index = 0
@@ -108,7 +109,11 @@ public func parseRFC3339(_ text: String) -> Int64? {
     guard index == bytes.count else { return nil }
     let days = daysFromCivil(year: year, month: month, day: day)
     let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
-    return seconds * 1_000_000_000 + fraction
+    // Int64 nanoseconds reach from 1677 to 2262; a time outside is not representable (nil, not a trap).
+    let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+    guard !overflow else { return nil }
+    let (total, carry) = scaled.addingReportingOverflow(fraction)
+    return carry ? nil : total
 }
 
 /// Howard Hinnant's days-from-civil algorithm (the inverse of `civilDate`).

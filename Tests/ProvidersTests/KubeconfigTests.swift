@@ -245,6 +245,79 @@ private func kubeconfig(cluster: String, user: String, context: String = "", cur
         #expect(error.map { "\($0)" }?.contains("sekrit") == false)
     }
 
+    /// Goal: an `exec` section is read as kubectl reads it (a command with a `/` relative to the
+    /// file, args, env, interactiveMode; v1 requires interactiveMode), its faults are errors only
+    /// for the context that uses it, naming the field; and a kubeconfig not read from a file (a
+    /// Secret's) never runs a plugin.
+    @Test("Kubeconfig: exec: fields, deferred errors, and never from a Secret")
+    func execFields() throws {
+        func config(_ exec: String) -> String {
+            """
+            apiVersion: v1
+            kind: Config
+            clusters:
+            - name: c1
+              cluster: {server: "https://h:1"}
+            users:
+            - name: cloud
+              user:
+                exec:
+            \(exec)
+            - name: u1
+              user: {token: sekrit}
+            contexts:
+            - name: cloud
+              context: {cluster: c1, user: cloud}
+            - name: ctx
+              context: {cluster: c1, user: u1}
+            current-context: ctx
+            """
+        }
+        let good = config(
+            """
+                  apiVersion: client.authentication.k8s.io/v1
+                  command: bin/cloud-auth
+                  args: [token, --region, eu]
+                  env: [{name: PROFILE, value: prod}]
+                  interactiveMode: IfAvailable
+                  installHint: get cloud-auth
+            """)
+        let parsed = try Kubeconfig.parse(good, source: "/etc/capstan/cloud.kubeconfig", baseDirectory: "/etc/capstan", execPlugins: true)
+        let exec = try #require(try parsed.connection(context: "cloud").exec?.config)
+        #expect(exec.command == "/etc/capstan/bin/cloud-auth")
+        #expect(exec.args == ["token", "--region", "eu"])
+        #expect(exec.env == [ExecConfig.EnvVar(name: "PROFILE", value: "prod")])
+        #expect(exec.interactiveMode == "IfAvailable")
+        #expect(exec.installHint == "get cloud-auth")
+        #expect(exec.user == "cloud")
+        #expect(exec.file == "/etc/capstan/cloud.kubeconfig")
+        #expect(try parsed.connection().exec == nil)
+
+        // From a Secret (execPlugins false, the default): the file loads, the exec context is refused.
+        let secret = try Kubeconfig.parse(good, source: "Secret default/x key admin.conf", baseDirectory: nil)
+        #expect(try secret.connection().token?.exposedString == "sekrit")
+        let refused = #expect(throws: KubeconfigError.self) { _ = try secret.connection(context: "cloud") }
+        #expect(refused?.fieldPath == "users[0].user.exec")
+        #expect(refused?.reason.contains("never from one read from a cluster") == true)
+
+        let faults: [(String, String)] = [
+            ("      apiVersion: client.authentication.k8s.io/v1\n      command: x", "users[0].user.exec.interactiveMode"),
+            ("      apiVersion: client.authentication.k8s.io/v1alpha1\n      command: x", "users[0].user.exec.apiVersion"),
+            ("      apiVersion: client.authentication.k8s.io/v1beta1", "users[0].user.exec.command"),
+            ("      apiVersion: client.authentication.k8s.io/v1beta1\n      command: x\n      args: x", "users[0].user.exec.args"),
+            ("      apiVersion: client.authentication.k8s.io/v1beta1\n      command: x\n      env: [{value: v}]", "users[0].user.exec.env[0].name"),
+            ("      apiVersion: client.authentication.k8s.io/v1\n      command: x\n      interactiveMode: Always", "users[0].user.exec.interactiveMode"),
+        ]
+        for (exec, field) in faults {
+            let file = try Kubeconfig.parse(config(exec), source: "/etc/capstan/bad.kubeconfig", baseDirectory: "/", execPlugins: true)
+            #expect(try file.connection().token != nil)
+            let error = #expect(throws: KubeconfigError.self) { _ = try file.connection(context: "cloud") }
+            #expect(error?.fieldPath == field)
+            #expect(error.map { "\($0)" }?.contains("/etc/capstan/bad.kubeconfig") == true)
+            #expect(error.map { "\($0)" }?.contains("sekrit") == false)
+        }
+    }
+
     private func errorNamesFileAndField(text: String, field: String, code: KubeconfigError.Code) throws {
         let error = #expect(throws: KubeconfigError.self) {
             _ = try Kubeconfig.parse(text, source: "/etc/capstan/bad.kubeconfig", baseDirectory: "/")

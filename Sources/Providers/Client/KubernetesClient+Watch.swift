@@ -16,15 +16,25 @@ extension KubernetesClient {
         query.append(("watch", "1"))
         query.append(("allowWatchBookmarks", "false"))
         let target = try Target(type, name: nil, namespace: namespace, subresource: nil, query: query)
-        let request = HTTPRequest(
+        var request = HTTPRequest(
             method: "GET", url: url(target), headers: ["Accept: application/json"], tls: tls,
             timeouts: HTTPTimeouts(connect: timeouts.connect, total: nil))
-        let parts = try transport.stream(request)
         let operation = "watch \(target.description)"
         let withhold = target.withholdMessages
+        // Without a plugin the request starts now, so `overloaded` is thrown here, as before.
+        let started = connection.exec == nil ? try transport.stream(request) : nil
         let (events, continuation) = AsyncThrowingStream<WatchEvent<Object>, any Error>.makeStream()
         let reader = Task {
+            var credential: ExecCredential? = nil
             do {
+                let parts: AsyncThrowingStream<HTTPStreamPart, any Error>
+                if let started {
+                    parts = started
+                } else {
+                    credential = try await execCredential(operation: operation)
+                    if let credential { request.tls.use(credential) }
+                    parts = try transport.stream(request)
+                }
                 var decoder = WatchLineDecoder<Object>(operation: operation)
                 var head: (status: Int, headers: [String: String])? = nil
                 var errorBody: [UInt8] = []
@@ -39,6 +49,8 @@ extension KubernetesClient {
                     }
                 }
                 if let head, head.status != 200 {
+                    // A refused plugin credential is dropped: the caller's next watch runs the plugin again.
+                    if head.status == 401, let credential { connection.exec?.invalidate(credential) }
                     let response = HTTPResponse(status: head.status, headers: head.headers, body: errorBody)
                     throw KubernetesError.from(response: response, operation: operation, withholdMessages: withhold)
                 }

@@ -325,7 +325,11 @@ public final class KubernetesClient: Sendable {
             freshConnection: !idempotent && method != "GET")
         let operationName = "\(operation) \(target.description)"
         var attempt = 1
+        var refreshedCredential = false
         while true {
+            var request = request
+            let credential = try await execCredential(operation: operationName)
+            if let credential { request.tls.use(credential) }
             let error: KubernetesError
             do {
                 let response = try await transport.send(request)
@@ -334,6 +338,16 @@ public final class KubernetesClient: Sendable {
                     response: response, operation: operationName, withholdMessages: target.withholdMessages)
             } catch let transportError as HTTPTransportError {
                 error = KubernetesError(code: .transport, operation: operationName, transport: transportError)
+            }
+            // A plugin's credential the server refuses (revoked, expired early) is dropped and the
+            // plugin run again, once per request, as client-go does; not counted as an attempt.
+            if error.code == .unauthorized, let credential, let exec = connection.exec, !refreshedCredential {
+                refreshedCredential = true
+                exec.invalidate(credential)
+                logger.debug(
+                    "kubernetes.request.credential_refresh",
+                    metadata: ["k8s.operation": "\(operationName)", "k8s.exec": "\(exec.config.command)"])
+                continue
             }
             guard retryPolicy.shouldRetry(error, attempt: attempt, idempotent: idempotent) else { throw error }
             let delay = retryPolicy.delay(
@@ -346,6 +360,18 @@ public final class KubernetesClient: Sendable {
                 ])
             try await Task.sleep(for: delay)
             attempt += 1
+        }
+    }
+
+    /// The exec plugin's current credential (running it when none is valid), or nil without a plugin.
+    ///
+    /// - Throws: `KubernetesError` `.credentialPlugin` naming the kubeconfig, user and command.
+    func execCredential(operation: String) async throws -> ExecCredential? {
+        guard let exec = connection.exec else { return nil }
+        do {
+            return try await exec.credential()
+        } catch let error as ExecCredentialError {
+            throw KubernetesError(code: .credentialPlugin, operation: operation, detail: "\(error)")
         }
     }
 

@@ -77,6 +77,9 @@ public struct KubernetesError: Error, Sendable, CustomStringConvertible {
         public static var decoding: Code { Code(rawValue: "Decoding") }
         /// The request could not be built (bad name, bad selector).
         public static var invalidRequest: Code { Code(rawValue: "InvalidRequest") }
+        /// The kubeconfig user's `exec` credential plugin failed (not found, non-zero exit,
+        /// timeout, unusable output); `detail` names the kubeconfig, the user and the command.
+        public static var credentialPlugin: Code { Code(rawValue: "CredentialPlugin") }
         /// A create found an object of that name that carries another idempotency key (or none).
         public static var notOurs: Code { Code(rawValue: "NotOurs") }
         /// A create found an object of that name being deleted (`deletionTimestamp` set, held by

@@ -52,6 +52,22 @@ public struct TLSSettings: Sendable, Hashable {
             insecureSkipTLSVerify: connection.insecureSkipTLSVerify,
             clientCertificate: connection.clientCertificate, clientKey: connection.clientKey,
             bearerToken: connection.token)
+        self.serverName = connection.tlsServerName
+        self.proxyURL = connection.proxyURL
+    }
+
+    /// Verify the certificate for this name and send it as SNI, connecting to the URL's host.
+    public var serverName: String?
+    /// `CURLOPT_PROXY`.
+    public var proxyURL: String?
+
+    /// Sends what an exec plugin answered: its token, its client certificate and key.
+    public mutating func use(_ credential: ExecCredential) {
+        if let token = credential.token { bearerToken = token }
+        if let certificate = credential.clientCertificate, let key = credential.clientKey {
+            clientCertificate = .pem(certificate)
+            clientKey = .pem(key)
+        }
     }
 }
 

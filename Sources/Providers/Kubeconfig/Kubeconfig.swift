@@ -1,3 +1,4 @@
+import CapstanSupport
 import Foundation
 import Yams
 
@@ -29,6 +30,11 @@ public struct Kubeconfig: Sendable, CustomStringConvertible {
         public var certificateAuthority: PEMSource?
         /// Only ever true when the file says `insecure-skip-tls-verify: true`.
         public var insecureSkipTLSVerify: Bool
+        /// `tls-server-name`: the name the server's certificate is verified for (and sent as SNI)
+        /// instead of the host in `server`.
+        public var tlsServerName: String? = nil
+        /// `proxy-url`: an `http`, `https` or `socks5` proxy for this cluster's requests.
+        public var proxyURL: String? = nil
     }
 
     public struct User: Sendable, Hashable {
@@ -36,9 +42,11 @@ public struct Kubeconfig: Sendable, CustomStringConvertible {
         public var token: RedactedBytes?
         public var clientCertificate: PEMSource?
         public var clientKey: PEMSource?
+        /// `exec`: a credential plugin run when a request needs a credential.
+        public var exec: ExecConfig? = nil
 
-        /// Set when the user authenticates in a way this client does not support (`exec`,
-        /// `auth-provider`, basic auth): the field path and the reason. Such a user is an error
+        /// Set when the user authenticates in a way this client does not support (`auth-provider`,
+        /// basic auth, an `exec` section it cannot run): the field path and the reason. Such a user is an error
         /// only when a context that uses it is chosen, as with kubectl, not when the file is read.
         public var unsupported: (fieldPath: String, reason: String)? {
             get { unsupportedField.map { ($0, unsupportedReason) } }
@@ -51,7 +59,7 @@ public struct Kubeconfig: Sendable, CustomStringConvertible {
         var unsupportedReason = ""
 
         /// Whether this user authenticates with anything secret (token, tokenFile or client certificate/key).
-        public var hasCredentials: Bool { token != nil || clientCertificate != nil || clientKey != nil }
+        public var hasCredentials: Bool { token != nil || clientCertificate != nil || clientKey != nil || exec != nil }
     }
 
     public struct Context: Sendable, Hashable {
@@ -83,7 +91,7 @@ public struct Kubeconfig: Sendable, CustomStringConvertible {
             throw KubeconfigError(code: .unreadable, file: path, fieldPath: "", reason: "cannot read the file")
         }
         let base = (path as NSString).deletingLastPathComponent
-        return try parse(String(decoding: data, as: UTF8.self), source: path, baseDirectory: base)
+        return try parse(String(decoding: data, as: UTF8.self), source: path, baseDirectory: base, execPlugins: true)
     }
 
     /// Parses and validates kubeconfig text.
@@ -93,8 +101,13 @@ public struct Kubeconfig: Sendable, CustomStringConvertible {
     ///   - source: what errors call the file (a path, or "Secret ns/name key admin.conf").
     ///   - baseDirectory: where relative paths resolve; nil means relative paths are refused.
     /// - Throws: `KubeconfigError`.
-    public static func parse(_ text: String, source: String, baseDirectory: String?) throws -> Kubeconfig {
-        var reader = KubeconfigReader(source: source, baseDirectory: baseDirectory)
+    ///   - execPlugins: whether `exec` users may run their command. Only for a file Capstan is
+    ///     given (`load` sets it): a kubeconfig read from a cluster (a Secret) must never make
+    ///     Capstan run a program it names; there such a user is an error when its context is chosen.
+    public static func parse(
+        _ text: String, source: String, baseDirectory: String?, execPlugins: Bool = false
+    ) throws -> Kubeconfig {
+        var reader = KubeconfigReader(source: source, baseDirectory: baseDirectory, execPlugins: execPlugins)
         return try reader.read(text)
     }
 
@@ -118,7 +131,8 @@ public struct Kubeconfig: Sendable, CustomStringConvertible {
     /// Everything needed to talk to the cluster of context `name` (current context when nil).
     ///
     /// - Throws: `KubeconfigError` when the context does not exist.
-    public func connection(context name: String? = nil) throws -> ClusterConnection {
+    /// - Parameter execTimeout: how long an `exec` plugin may run.
+    public func connection(context name: String? = nil, execTimeout: Duration = .seconds(30)) throws -> ClusterConnection {
         let context = try context(named: name)
         // Both lookups were validated at parse time; failing here would be a broken invariant.
         guard let cluster = clusters.first(where: { $0.name == context.cluster }),
@@ -129,11 +143,38 @@ public struct Kubeconfig: Sendable, CustomStringConvertible {
                 code: .invalidValue, file: source, fieldPath: unsupported.fieldPath,
                 reason: "\(unsupported.reason) (context \"\(context.name)\" uses user \"\(user.name)\")")
         }
-        return ClusterConnection(
+        var connection = ClusterConnection(
             server: cluster.server, certificateAuthority: cluster.certificateAuthority,
             insecureSkipTLSVerify: cluster.insecureSkipTLSVerify,
             clientCertificate: user.clientCertificate, clientKey: user.clientKey, token: user.token,
             namespace: context.namespace, source: "\(source) context \(context.name)")
+        connection.tlsServerName = cluster.tlsServerName
+        connection.proxyURL = cluster.proxyURL
+        if let exec = user.exec {
+            connection.exec = ExecCredentialPlugin(
+                config: exec, timeout: execTimeout, clusterInfo: exec.provideClusterInfo ? Self.clusterInfo(cluster) : nil)
+        }
+        return connection
+    }
+
+    /// `spec.cluster` of the ExecCredential handed to a plugin with `provideClusterInfo: true`.
+    static func clusterInfo(_ cluster: Cluster) -> [UInt8] {
+        var writer = JSONWriter()
+        writer.openObject()
+        writer.field("server", cluster.server)
+        writer.field("tls-server-name", cluster.tlsServerName)
+        if cluster.insecureSkipTLSVerify { writer.field("insecure-skip-tls-verify", true) }
+        switch cluster.certificateAuthority {
+        case .pem(let bytes): writer.field("certificate-authority-data", Data(bytes.exposedBytes).base64EncodedString())
+        case .file(let path):
+            if let data = FileManager.default.contents(atPath: path) {
+                writer.field("certificate-authority-data", data.base64EncodedString())
+            }
+        case nil: break
+        }
+        writer.field("proxy-url", cluster.proxyURL)
+        writer.closeObject()
+        return writer.bytes
     }
 }
 
@@ -151,6 +192,13 @@ public struct ClusterConnection: Sendable, Hashable, CustomStringConvertible {
     public var namespace: String?
     /// Where this came from, for messages: "path context name".
     public var source: String
+    /// The user's credential plugin; shared (a reference) by every copy of this connection, so
+    /// the clients made from it share its cached credential.
+    public var exec: ExecCredentialPlugin?
+    /// Verify the server's certificate for this name (and send it as SNI) instead of the host in `server`.
+    public var tlsServerName: String?
+    /// Send requests through this proxy (`http://`, `https://`, `socks5://`).
+    public var proxyURL: String?
 
     public init(
         server: String, certificateAuthority: PEMSource? = nil, insecureSkipTLSVerify: Bool = false,
@@ -173,9 +221,20 @@ public struct ClusterConnection: Sendable, Hashable, CustomStringConvertible {
         var parts = ["server: \(server)", "from: \(source)"]
         if let certificateAuthority { parts.append("ca: \(certificateAuthority)") }
         if insecureSkipTLSVerify { parts.append("insecure-skip-tls-verify") }
+        if let tlsServerName { parts.append("tls-server-name: \(tlsServerName)") }
+        if let proxyURL { parts.append("proxy: \(Self.redactingUserInfo(proxyURL))") }
         if token != nil { parts.append("token: <redacted>") }
         if clientCertificate != nil { parts.append("client certificate") }
+        if let exec { parts.append("exec: \(exec.config.command)") }
         return "ClusterConnection(\(parts.joined(separator: ", ")))"
+    }
+
+    /// A URL with any `user:password@` replaced by `<redacted>@` (a proxy URL may carry credentials).
+    static func redactingUserInfo(_ url: String) -> String {
+        guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].firstIndex(of: "@") else { return url }
+        let authorityEnd = url[scheme.upperBound...].firstIndex(of: "/") ?? url.endIndex
+        guard at < authorityEnd else { return url }
+        return String(url[..<scheme.upperBound]) + "<redacted>" + String(url[at...])
     }
 }
 
@@ -183,10 +242,12 @@ public struct ClusterConnection: Sendable, Hashable, CustomStringConvertible {
 private struct KubeconfigReader {
     let source: String
     let baseDirectory: String?
+    let execPlugins: Bool
 
-    init(source: String, baseDirectory: String?) {
+    init(source: String, baseDirectory: String?, execPlugins: Bool) {
         self.source = source
         self.baseDirectory = baseDirectory
+        self.execPlugins = execPlugins
     }
 
     func fail(_ code: KubeconfigError.Code, _ path: String, _ reason: String) -> KubeconfigError {
@@ -252,15 +313,18 @@ private struct KubeconfigReader {
         }
     }
 
-    func items(_ mapping: Yams.Node.Mapping, _ key: String) throws -> [(node: Yams.Node.Mapping, path: String)] {
+    func items(
+        _ mapping: Yams.Node.Mapping, _ key: String, at path: String? = nil
+    ) throws -> [(node: Yams.Node.Mapping, path: String)] {
+        let path = path ?? key
         guard let node = mapping[key] else { return [] }
         if node.scalar.map({ $0.string == "null" || $0.string == "~" || $0.string.isEmpty }) == true { return [] }
-        guard let sequence = node.sequence else { throw fail(.malformed, key, "expected a list") }
+        guard let sequence = node.sequence else { throw fail(.malformed, path, "expected a list") }
         return try sequence.enumerated().map { index, item in
             guard let itemMapping = item.mapping else {
-                throw fail(.malformed, "\(key)[\(index)]", "expected a mapping")
+                throw fail(.malformed, "\(path)[\(index)]", "expected a mapping")
             }
-            return (itemMapping, "\(key)[\(index)]")
+            return (itemMapping, "\(path)[\(index)]")
         }
     }
 
@@ -320,8 +384,21 @@ private struct KubeconfigReader {
                 .invalidValue, "\(base).insecure-skip-tls-verify",
                 "cannot be true together with a certificate authority")
         }
+        let serverName = try optionalString(body, "tls-server-name", "\(base).tls-server-name").flatMap { $0.isEmpty ? nil : $0 }
+        if let serverName, serverName.contains(where: { $0 == "/" || $0 == ":" || $0 == "@" || $0.isWhitespace }) {
+            throw fail(.invalidValue, "\(base).tls-server-name", "expected a host name (no scheme, port or path)")
+        }
+        let proxy = try optionalString(body, "proxy-url", "\(base).proxy-url").flatMap { $0.isEmpty ? nil : $0 }
+        if let proxy {
+            guard let url = URL(string: proxy), let scheme = url.scheme?.lowercased(),
+                ["http", "https", "socks5", "socks5h"].contains(scheme), url.host != nil
+            else {
+                throw fail(.invalidValue, "\(base).proxy-url", "expected an http://, https:// or socks5:// URL with a host")
+            }
+        }
         return Kubeconfig.Cluster(
-            name: name, server: server, certificateAuthority: authority, insecureSkipTLSVerify: insecure)
+            name: name, server: server, certificateAuthority: authority, insecureSkipTLSVerify: insecure,
+            tlsServerName: serverName, proxyURL: proxy)
     }
 
     func user(_ item: Yams.Node.Mapping, _ path: String) throws -> Kubeconfig.User {
@@ -329,7 +406,7 @@ private struct KubeconfigReader {
         let body = try body(item, "user", path)
         let base = "\(path).user"
         // Not refused here: a file whose other contexts are usable stays usable (kubectl reads it).
-        let unsupported = ["exec", "auth-provider", "username", "password"].first { body[$0] != nil }
+        let unsupported = ["auth-provider", "username", "password"].first { body[$0] != nil }
         var token: RedactedBytes? = nil
         if let value = try optionalString(body, "token", "\(base).token"), !value.isEmpty {
             token = RedactedBytes(value)
@@ -352,9 +429,76 @@ private struct KubeconfigReader {
         }
         var user = Kubeconfig.User(name: name, token: token, clientCertificate: certificate, clientKey: key)
         if let unsupported {
-            user.unsupported = ("\(base).\(unsupported)", "not supported; use token, tokenFile or client certificates")
+            user.unsupported = ("\(base).\(unsupported)", "not supported; use token, tokenFile, client certificates or exec")
+        } else if let node = body["exec"] {
+            // Deferred like the rest: an exec section nobody's context uses never rejects the file.
+            do {
+                guard execPlugins else {
+                    throw fail(
+                        .invalidValue, "\(base).exec",
+                        "exec credential plugins run only from a kubeconfig file given to Capstan, never from one read from a cluster")
+                }
+                if token != nil || certificate != nil {
+                    throw fail(.invalidValue, "\(base).exec", "cannot be set together with token, tokenFile or client certificates")
+                }
+                user.exec = try exec(node, "\(base).exec", user: name)
+            } catch let error as KubeconfigError {
+                user.unsupported = (error.fieldPath, error.reason)
+            }
         }
         return user
+    }
+
+    /// A user's `exec` section (client.authentication.k8s.io v1 or v1beta1).
+    func exec(_ node: Yams.Node, _ base: String, user: String) throws -> ExecConfig {
+        guard let body = node.mapping else { throw fail(.malformed, base, "expected a mapping") }
+        let apiVersion = try requiredString(body, "apiVersion", "\(base).apiVersion")
+        guard ExecConfig.apiVersions.contains(apiVersion) else {
+            throw fail(
+                .invalidValue, "\(base).apiVersion",
+                "expected one of \(ExecConfig.apiVersions.joined(separator: ", ")) (v1alpha1 is no longer served)")
+        }
+        var command = try requiredString(body, "command", "\(base).command")
+        // As kubectl: a command with a path separator is relative to the kubeconfig's directory;
+        // a bare name is looked up in PATH when it runs.
+        if command.contains("/") { command = try resolve(command, "\(base).command") }
+        var args: [String] = []
+        if let node = body["args"], node.scalar.map({ $0.string == "null" || $0.string.isEmpty }) != true {
+            guard let sequence = node.sequence else { throw fail(.malformed, "\(base).args", "expected a list of strings") }
+            for (index, item) in sequence.enumerated() {
+                guard let scalar = item.scalar else { throw fail(.malformed, "\(base).args[\(index)]", "expected a string") }
+                args.append(scalar.string)
+            }
+        }
+        var env: [ExecConfig.EnvVar] = []
+        for item in try items(body, "env", at: "\(base).env") {
+            env.append(
+                ExecConfig.EnvVar(
+                    name: try requiredString(item.node, "name", "\(item.path).name"),
+                    value: try optionalString(item.node, "value", "\(item.path).value") ?? ""))
+        }
+        let mode = try optionalString(body, "interactiveMode", "\(base).interactiveMode").flatMap { $0.isEmpty ? nil : $0 }
+        if mode == nil && apiVersion == "client.authentication.k8s.io/v1" {
+            throw fail(.missingField, "\(base).interactiveMode", "required with apiVersion client.authentication.k8s.io/v1")
+        }
+        let interactiveMode = mode ?? "IfAvailable"
+        guard ["Never", "IfAvailable", "Always"].contains(interactiveMode) else {
+            throw fail(.invalidValue, "\(base).interactiveMode", "expected Never, IfAvailable or Always")
+        }
+        if interactiveMode == "Always" {
+            throw fail(
+                .invalidValue, "\(base).interactiveMode",
+                "Always needs a terminal; Capstan runs plugins non-interactively (use Never or IfAvailable)")
+        }
+        var provideClusterInfo = false
+        if let node = body["provideClusterInfo"] {
+            guard let value = node.bool else { throw fail(.malformed, "\(base).provideClusterInfo", "expected true or false") }
+            provideClusterInfo = value
+        }
+        return ExecConfig(
+            apiVersion: apiVersion, command: command, args: args, env: env, interactiveMode: interactiveMode,
+            installHint: try optionalString(body, "installHint", "\(base).installHint"),
+            provideClusterInfo: provideClusterInfo, file: source, user: user)
     }
 
     func context(_ item: Yams.Node.Mapping, _ path: String) throws -> Kubeconfig.Context {
