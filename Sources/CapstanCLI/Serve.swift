@@ -35,8 +35,11 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
-    @Option(help: ArgumentHelp("The management cluster's kubeconfig.", valueName: "file"))
-    var kubeconfig: String
+    @Option(
+        help: ArgumentHelp(
+            "The management cluster's kubeconfig (default: the files of KUBECONFIG, merged as kubectl merges them, else ~/.kube/config).",
+            valueName: "file"))
+    var kubeconfig: String?
 
     @Option(help: ArgumentHelp("The kubeconfig context (default: its current context).", valueName: "name"))
     var context: String?
@@ -99,7 +102,10 @@ struct Serve: AsyncParsableCommand {
     private func serve(logger: Logger) async throws {
         // Everything that can be refused is checked before the log is opened: nothing is written.
         let connection: ClusterConnection
-        do { connection = try Kubeconfig.load(path: kubeconfig).connection(context: context) } catch {
+        do {
+            let config = try kubeconfig.map { try Kubeconfig.load(path: $0) } ?? Kubeconfig.loadDefault()
+            connection = try config.connection(context: context)
+        } catch {
             throw CommandFailure("\(error)")
         }
         let management = KubernetesClient(connection: connection, logger: logger.labelled("capstan.providers"))

@@ -35,6 +35,14 @@ public struct Kubeconfig: Sendable, CustomStringConvertible {
         public var tlsServerName: String? = nil
         /// `proxy-url`: an `http`, `https` or `socks5` proxy for this cluster's requests.
         public var proxyURL: String? = nil
+        /// The file and field path it was read from (several files when merged from `KUBECONFIG`).
+        var origin = Origin()
+    }
+
+    /// Where an entry was read: the file (or other source) and its field path there.
+    struct Origin: Sendable, Hashable {
+        var file = ""
+        var path = ""
     }
 
     public struct User: Sendable, Hashable {
@@ -58,6 +66,8 @@ public struct Kubeconfig: Sendable, CustomStringConvertible {
         var unsupportedField: String?
         var unsupportedReason = ""
 
+        var origin = Origin()
+
         /// Whether this user authenticates with anything secret (token, tokenFile or client certificate/key).
         public var hasCredentials: Bool { token != nil || clientCertificate != nil || clientKey != nil || exec != nil }
     }
@@ -67,6 +77,7 @@ public struct Kubeconfig: Sendable, CustomStringConvertible {
         public var cluster: String
         public var user: String
         public var namespace: String?
+        var origin = Origin()
     }
 
     /// The path read, or a description of where the bytes came from.
@@ -75,6 +86,8 @@ public struct Kubeconfig: Sendable, CustomStringConvertible {
     public var users: [User]
     public var contexts: [Context]
     public var currentContext: String?
+    /// The file `current-context` came from.
+    var currentContextFile: String?
 
     public var description: String {
         "Kubeconfig(\(source), contexts: \(contexts.map(\.name)), current: \(currentContext ?? "-"))"
@@ -108,7 +121,117 @@ public struct Kubeconfig: Sendable, CustomStringConvertible {
         _ text: String, source: String, baseDirectory: String?, execPlugins: Bool = false
     ) throws -> Kubeconfig {
         var reader = KubeconfigReader(source: source, baseDirectory: baseDirectory, execPlugins: execPlugins)
-        return try reader.read(text)
+        let config = try reader.read(text)
+        try config.validate()
+        return config
+    }
+
+    /// Reads the files of a `KUBECONFIG` list and merges them as kubectl does: the first file that
+    /// names a cluster, user or context wins it, `current-context` comes from the first file that
+    /// sets one, relative paths resolve against the file they are in, and references are checked
+    /// after the merge (a context may name a user of another file). Empty and repeated entries are
+    /// skipped, so are files that do not exist (as kubectl); none existing is an error.
+    ///
+    /// - Throws: `KubeconfigError` naming the file and field at fault.
+    public static func load(paths: [String]) throws -> Kubeconfig {
+        var seen: Set<String> = []
+        let files = paths.filter { !$0.isEmpty && seen.insert($0).inserted }
+        let existing = files.filter { FileManager.default.fileExists(atPath: $0) }
+        guard !existing.isEmpty else {
+            throw KubeconfigError(
+                code: .unreadable, file: files.joined(separator: ":"), fieldPath: "",
+                reason: files.isEmpty ? "no kubeconfig file named" : "none of these files exists")
+        }
+        var merged = Kubeconfig(
+            source: existing.count == 1 ? existing[0] : existing.joined(separator: ":"), clusters: [], users: [],
+            contexts: [], currentContext: nil)
+        for path in existing {
+            let data: Data
+            do {
+                data = try Data(contentsOf: URL(fileURLWithPath: path))
+            } catch {
+                throw KubeconfigError(code: .unreadable, file: path, fieldPath: "", reason: "cannot read the file")
+            }
+            var reader = KubeconfigReader(
+                source: path, baseDirectory: (path as NSString).deletingLastPathComponent, execPlugins: true)
+            let file = try reader.read(String(decoding: data, as: UTF8.self))
+            for cluster in file.clusters where !merged.clusters.contains(where: { $0.name == cluster.name }) {
+                merged.clusters.append(cluster)
+            }
+            for user in file.users where !merged.users.contains(where: { $0.name == user.name }) {
+                merged.users.append(user)
+            }
+            for context in file.contexts where !merged.contexts.contains(where: { $0.name == context.name }) {
+                merged.contexts.append(context)
+            }
+            if merged.currentContext == nil, let current = file.currentContext {
+                merged.currentContext = current
+                merged.currentContextFile = path
+            }
+        }
+        try merged.validate()
+        return merged
+    }
+
+    /// The kubeconfig `capstan serve` uses without `--kubeconfig`: the files of `KUBECONFIG`
+    /// (':'-separated) when it is set and not empty, else `~/.kube/config`, as kubectl.
+    ///
+    /// - Throws: `KubeconfigError`.
+    /// - Parameter environment: the variables to read (the process's when nil).
+    public static func loadDefault(environment: [String: String]? = nil) throws -> Kubeconfig {
+        let environment = environment ?? ProcessInfo.processInfo.environment
+        if let list = environment["KUBECONFIG"], !list.isEmpty {
+            do {
+                return try load(paths: list.split(separator: ":", omittingEmptySubsequences: false).map(String.init))
+            } catch var error as KubeconfigError where error.fieldPath.isEmpty && error.code == .unreadable {
+                error.reason += " (from the KUBECONFIG environment variable)"
+                throw error
+            }
+        }
+        guard let home = environment["HOME"], !home.isEmpty else {
+            throw KubeconfigError(
+                code: .unreadable, file: "~/.kube/config", fieldPath: "",
+                reason: "no --kubeconfig, KUBECONFIG is not set and HOME is not set")
+        }
+        let path = (home as NSString).appendingPathComponent(".kube/config")
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw KubeconfigError(
+                code: .unreadable, file: path, fieldPath: "",
+                reason: "no such file (and no --kubeconfig, KUBECONFIG is not set)")
+        }
+        return try load(path: path)
+    }
+
+    /// Checks what spans entries (and, merged, files): every context's cluster and user exist,
+    /// no credential goes to a plain-http server, `current-context` names a context.
+    func validate() throws {
+        func fail(_ code: KubeconfigError.Code, _ origin: Origin, _ field: String, _ reason: String) -> KubeconfigError {
+            KubeconfigError(code: code, file: origin.file, fieldPath: origin.path + field, reason: reason)
+        }
+        for context in contexts {
+            if !clusters.contains(where: { $0.name == context.cluster }) {
+                throw fail(.danglingReference, context.origin, ".context.cluster", "no cluster named \"\(context.cluster)\"")
+            }
+            if !users.contains(where: { $0.name == context.user }) {
+                throw fail(.danglingReference, context.origin, ".context.user", "no user named \"\(context.user)\"")
+            }
+        }
+        // A token or client key on plain http would cross the network in clear text: refuse the pairing.
+        for context in contexts {
+            guard let cluster = clusters.first(where: { $0.name == context.cluster }),
+                let user = users.first(where: { $0.name == context.user })
+            else { continue }
+            if cluster.server.lowercased().hasPrefix("http://") && user.hasCredentials {
+                throw fail(
+                    .invalidValue, cluster.origin, ".cluster.server",
+                    "credentials are never sent over plain http (user \"\(user.name)\", context \"\(context.name)\")")
+            }
+        }
+        if let currentContext, !contexts.contains(where: { $0.name == currentContext }) {
+            throw KubeconfigError(
+                code: .danglingReference, file: currentContextFile ?? source, fieldPath: "current-context",
+                reason: "no context named \"\(currentContext)\"")
+        }
     }
 
     /// The context `name`, or the current context when `name` is nil.
@@ -140,7 +263,8 @@ public struct Kubeconfig: Sendable, CustomStringConvertible {
         else { preconditionFailure("kubeconfig references were validated at parse time") }
         if let unsupported = user.unsupported {
             throw KubeconfigError(
-                code: .invalidValue, file: source, fieldPath: unsupported.fieldPath,
+                code: .invalidValue, file: user.origin.file.isEmpty ? source : user.origin.file,
+                fieldPath: unsupported.fieldPath,
                 reason: "\(unsupported.reason) (context \"\(context.name)\" uses user \"\(user.name)\")")
         }
         var connection = ClusterConnection(
@@ -268,38 +392,29 @@ private struct KubeconfigReader {
         if let kind = top["kind"], kind.string != "Config" {
             throw fail(.invalidValue, "kind", "expected \"Config\"")
         }
-        let clusters = try items(top, "clusters").map { try cluster($0.node, $0.path) }
-        let users = try items(top, "users").map { try user($0.node, $0.path) }
-        let contexts = try items(top, "contexts").map { try context($0.node, $0.path) }
+        let clusters = try items(top, "clusters").map { item in
+            var cluster = try cluster(item.node, item.path)
+            cluster.origin = Kubeconfig.Origin(file: source, path: item.path)
+            return cluster
+        }
+        let users = try items(top, "users").map { item in
+            var user = try user(item.node, item.path)
+            user.origin = Kubeconfig.Origin(file: source, path: item.path)
+            return user
+        }
+        let contexts = try items(top, "contexts").map { item in
+            var context = try context(item.node, item.path)
+            context.origin = Kubeconfig.Origin(file: source, path: item.path)
+            return context
+        }
         try checkUnique(clusters.map(\.name), "clusters")
         try checkUnique(users.map(\.name), "users")
         try checkUnique(contexts.map(\.name), "contexts")
-        for (index, context) in contexts.enumerated() {
-            if !clusters.contains(where: { $0.name == context.cluster }) {
-                throw fail(
-                    .danglingReference, "contexts[\(index)].context.cluster", "no cluster named \"\(context.cluster)\"")
-            }
-            if !users.contains(where: { $0.name == context.user }) {
-                throw fail(.danglingReference, "contexts[\(index)].context.user", "no user named \"\(context.user)\"")
-            }
-        }
-        // A token or client key on plain http would cross the network in clear text: refuse the pairing.
-        for context in contexts {
-            guard let clusterIndex = clusters.firstIndex(where: { $0.name == context.cluster }),
-                let user = users.first(where: { $0.name == context.user })
-            else { continue }
-            if clusters[clusterIndex].server.lowercased().hasPrefix("http://") && user.hasCredentials {
-                throw fail(
-                    .invalidValue, "clusters[\(clusterIndex)].cluster.server",
-                    "credentials are never sent over plain http (user \"\(user.name)\", context \"\(context.name)\")")
-            }
-        }
+        // References across entries are checked by `Kubeconfig.validate`, after a merge when there is one.
         let current = try optionalString(top, "current-context", "current-context").flatMap { $0.isEmpty ? nil : $0 }
-        if let current, !contexts.contains(where: { $0.name == current }) {
-            throw fail(.danglingReference, "current-context", "no context named \"\(current)\"")
-        }
         return Kubeconfig(
-            source: source, clusters: clusters, users: users, contexts: contexts, currentContext: current)
+            source: source, clusters: clusters, users: users, contexts: contexts, currentContext: current,
+            currentContextFile: current == nil ? nil : source)
     }
 
     static func position(of error: YamlError) -> String {
