@@ -54,6 +54,8 @@ let package = Package(
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // kube-sim's gzip responses.
+        .systemLibrary(name: "CZlib", path: "tools/kube-sim/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // Only the benchmark uses SQLite, as the peer Capstan's log is compared with.
         .systemLibrary(name: "CSQLite", path: "tools/eventlog-bench/CSQLite", pkgConfig: "sqlite3",
                        providers: [.apt(["libsqlite3-dev"])]),
@@ -164,7 +166,7 @@ let package = Package(
         .target(
             name: "KubeSimKit",
             dependencies: [
-                "CapstanSupport",
+                "CapstanSupport", "CZlib",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CapstanSupport
 import Foundation
 
 @main
@@ -23,7 +24,7 @@ struct Capstan: AsyncParsableCommand {
             Exit codes: 0 success; 1 failure (the command could not run, refused input, `log verify` \
             found damage); 2 invalid command line (with a usage message).
             """,
-        version: "0.1.0",
+        version: CapstanBuild.version,
         subcommands: [
             Apply.self, Delete.self, Get.self, Describe.self, HistoryCommand.self, WorkflowCommand.self, Replay.Command.self,
             Upgrade.self, Demo.self, Log.self, Serve.self,

@@ -10,6 +10,7 @@ final class CurlTransfer {
     let easy: UnsafeMutableRawPointer
     private let completion: CurlTransport.Completion
     private var headerList: UnsafeMutablePointer<curl_slist>?
+    private var connectToList: UnsafeMutablePointer<curl_slist>?
     private let errorBuffer: UnsafeMutablePointer<CChar>
     private var responseHeaders: [String: String] = [:]
     private var responseBody: [UInt8] = []
@@ -25,7 +26,7 @@ final class CurlTransfer {
 
     deinit {
         errorBuffer.deallocate()
-        precondition(headerList == nil, "CurlTransfer released without release()")
+        precondition(headerList == nil && connectToList == nil, "CurlTransfer released without release()")
     }
 
     private var isStreaming: Bool {
@@ -37,7 +38,14 @@ final class CurlTransfer {
 
     /// Sets every option for `request`. A failing `setopt` is our bug (wrong type or option), so it traps.
     func configure(_ request: HTTPRequest) {
+        var request = request
+        if let serverName = request.tls.serverName { connect(request: &request, verifyingAs: serverName) }
         set(CURLOPT_URL, string: request.url)
+        // One home for who Capstan says it is; a request's own `User-Agent:` line would win.
+        set(CURLOPT_USERAGENT, string: ClientIdentity.userAgent)
+        // Ask for gzip and decode it (responses come back as sent when the server does not compress).
+        set(CURLOPT_ACCEPT_ENCODING, string: "gzip")
+        if let proxy = request.tls.proxyURL { set(CURLOPT_PROXY, string: proxy) }
         set(CURLOPT_NOSIGNAL, 1)  // required with threads: no SIGALRM for DNS timeouts
         set(CURLOPT_TCP_KEEPALIVE, 1)
         set(CURLOPT_PIPEWAIT, 1)  // prefer multiplexing on an HTTP/2 connection over opening another
@@ -53,6 +61,27 @@ final class CurlTransfer {
         set(CURLOPT_WRITEDATA, pointer: context)
         check(capstan_curl_easy_setopt_data_callback(easy, CURLOPT_HEADERFUNCTION, curlHeaderCallback))
         set(CURLOPT_HEADERDATA, pointer: context)
+    }
+
+    /// `tls-server-name`: the URL names `serverName` (so curl sends it as SNI and verifies the
+    /// certificate for it) while CURLOPT_CONNECT_TO sends the connection to the kubeconfig's
+    /// host and port, and `Host:` stays that host, as Go's `tls.Config.ServerName` does.
+    private func connect(request: inout HTTPRequest, verifyingAs serverName: String) {
+        guard var components = URLComponents(string: request.url), let host = components.percentEncodedHost else {
+            preconditionFailure("HTTPRequest.url is not a URL")
+        }
+        let port = components.port ?? (components.scheme?.lowercased() == "http" ? 80 : 443)
+        let hostLiteral = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
+        components.percentEncodedHost = serverName
+        guard let rewritten = components.string else { preconditionFailure("tls-server-name made no URL") }
+        let entry = "\(serverName):\(port):\(hostLiteral):\(port)"
+        guard let list = curl_slist_append(nil, entry) else { fatalError("curl_slist_append: out of memory") }
+        connectToList = list
+        check(capstan_curl_easy_setopt_slist(easy, CURLOPT_CONNECT_TO, list))
+        if !request.headers.contains(where: { $0.lowercased().hasPrefix("host:") }) {
+            request.headers.append("Host: \(hostLiteral)\(components.port.map { ":\($0)" } ?? "")")
+        }
+        request.url = rewritten
     }
 
     private func configureMethod(_ request: HTTPRequest) {
@@ -213,6 +242,8 @@ final class CurlTransfer {
     func release() {
         curl_slist_free_all(headerList)
         headerList = nil
+        curl_slist_free_all(connectToList)
+        connectToList = nil
     }
 
     func transportError(_ code: CURLcode) -> HTTPTransportError {

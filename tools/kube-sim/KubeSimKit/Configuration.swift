@@ -11,6 +11,13 @@ public struct KubeSimConfiguration: Sendable {
     public var delays = ControllerDelays()
     public var faults = FaultConfiguration()
     public var updateExtension = UpdateExtensionPolicy()
+    /// DNS names the management cluster's serving certificate holds *instead of* `localhost` and
+    /// `127.0.0.1` (nil: those two). The server is still reached at 127.0.0.1, so a client must
+    /// verify for one of these names: the management kubeconfig then carries `tls-server-name`.
+    public var serverNames: [String]? = nil
+    /// JSON responses of at least this many bytes are gzip-encoded for clients that send
+    /// `Accept-Encoding: gzip`, as kube-apiserver does (APIResponseCompression, 128 KiB); nil never.
+    public var gzipThresholdBytes: Int? = 128 * 1024
 
     public init(stateDirectory: String, port: Int = 0, seed: UInt64? = nil) {
         self.stateDirectory = stateDirectory

@@ -69,7 +69,7 @@ final class Simulation: Sendable {
         self.management = ClusterStore(
             cluster: "management", catalog: ResourceCatalog(ResourceType.management), ledger: ledger, random: random)
         self.managementToken = "kube-sim-" + random.alphanumeric(40)
-        self.certificates = try ServingCertificates.make()
+        self.certificates = try ServingCertificates.make(serverNames: configuration.serverNames)
         self.delays = Mutex(configuration.delays)
         self.extensionPolicy = Mutex(configuration.updateExtension)
     }
@@ -161,7 +161,8 @@ final class Simulation: Sendable {
     var managementKubeconfig: Kubeconfig {
         Kubeconfig(
             clusterName: "kube-sim", server: serverURL.withLock { $0 }, caCertificatePEM: certificates.caCertificatePEM,
-            credential: .token(managementToken), userName: Simulation.managementUser)
+            credential: .token(managementToken), userName: Simulation.managementUser,
+            tlsServerName: configuration.serverNames?.first)
     }
 
     func shutdown() {

@@ -45,6 +45,15 @@ struct APIResponder: HTTPResponder {
     }
 
     func respond(to request: Request, context: Context) async throws -> Response {
+        let gzip = request.headers[.acceptEncoding].map(Gzip.accepted(by:)) ?? false
+        return try await ResponseEncoding.$gzipThresholdBytes.withValue(
+            gzip ? simulation.configuration.gzipThresholdBytes : nil
+        ) {
+            try await respondEncoded(to: request, context: context)
+        }
+    }
+
+    private func respondEncoded(to request: Request, context: Context) async throws -> Response {
         var request = request
         let query = QueryParameters(request.uri.query)
         let segments = request.uri.path.split(separator: "/").map(String.init)
@@ -232,9 +241,15 @@ struct APIResponder: HTTPResponder {
         return response
     }
 
-    private func writeOptions(_ query: QueryParameters, headers: HTTPFields) -> WriteOptions {
+    private func writeOptions(_ query: QueryParameters, headers: HTTPFields, verb: String) -> WriteOptions {
         var options = WriteOptions()
         options.fieldManager = query["fieldManager"]
+        // As kube-apiserver: a write that names no manager is recorded under its User-Agent's
+        // prefix (`kubectl/v1.33 (linux/amd64)` → `kubectl`, at most 128 characters); apply must name one.
+        if options.fieldManager?.isEmpty ?? true, verb != "apply", let agent = headers[.userAgent], !agent.isEmpty {
+            let prefix = agent.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            options.fieldManager = String(prefix.prefix(128))
+        }
         options.dryRun = query["dryRun"] == "All"
         options.force = query.flag("force")
         return options
@@ -246,7 +261,7 @@ struct APIResponder: HTTPResponder {
     ) throws -> Response {
         let store = target.store
         let resource = request.resource
-        let options = writeOptions(query, headers: headers)
+        let options = writeOptions(query, headers: headers, verb: verb)
         if let contentType = headers[.contentType], contentType.contains("protobuf") || contentType.contains("cbor"),
             !body.isEmpty
         {

@@ -23,7 +23,8 @@ struct ServingCertificates: Sendable {
     /// `discovery.bootstrapToken.caCertHashes` carries (`kubeadm token create --print-join-command`).
     let caPublicKeyHash: String
 
-    static func make(now: Date = Date()) throws -> ServingCertificates {
+    /// - Parameter serverNames: DNS names for the serving certificate instead of `localhost` and `127.0.0.1`.
+    static func make(now: Date = Date(), serverNames: [String]? = nil) throws -> ServingCertificates {
         let caKey = P256.Signing.PrivateKey()
         let caName = try DistinguishedName {
             OrganizationName("kube-sim")
@@ -55,9 +56,9 @@ struct ServingCertificates: Sendable {
                 Critical(BasicConstraints.notCertificateAuthority)
                 Critical(KeyUsage(digitalSignature: true, keyEncipherment: true))
                 try ExtendedKeyUsage([.serverAuth])
-                SubjectAlternativeNames([
-                    .dnsName("localhost"), .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1])),
-                ])
+                SubjectAlternativeNames(
+                    serverNames.map { $0.map { .dnsName($0) } }
+                        ?? [.dnsName("localhost"), .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1]))])
                 AuthorityKeyIdentifier(keyIdentifier: SubjectKeyIdentifier(hash: .init(caKey.publicKey)).keyIdentifier)
             },
             issuerPrivateKey: .init(caKey))

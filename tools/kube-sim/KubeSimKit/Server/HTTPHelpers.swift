@@ -29,11 +29,21 @@ struct QueryParameters: Sendable {
     }
 }
 
+/// How this request's JSON responses are encoded: the gzip threshold when the client accepts
+/// gzip, else nil. Set by `APIResponder.respond` around each request.
+enum ResponseEncoding {
+    @TaskLocal static var gzipThresholdBytes: Int? = nil
+}
+
 extension Response {
     static func json(_ status: Int, _ body: JSON, headers: HTTPFields = HTTPFields()) -> Response {
         var fields = headers
         fields[.contentType] = "application/json"
-        let bytes = body.serializedBytes()
+        var bytes = body.serializedBytes()
+        if let threshold = ResponseEncoding.gzipThresholdBytes, bytes.count >= threshold {
+            bytes = Gzip.compress(bytes)
+            fields[.contentEncoding] = "gzip"
+        }
         return Response(
             status: HTTPResponse.Status(code: status), headers: fields,
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))

@@ -14,6 +14,8 @@ struct Kubeconfig: Sendable {
     var caCertificatePEM: String
     var credential: Credential
     var userName: String
+    /// `tls-server-name`, when the serving certificate does not name 127.0.0.1.
+    var tlsServerName: String? = nil
 
     private var userLines: String {
         switch credential {
@@ -37,7 +39,7 @@ struct Kubeconfig: Sendable {
             - name: \(clusterName)
               cluster:
                 server: \(server)
-                certificate-authority-data: \(caData)
+                certificate-authority-data: \(caData)\(tlsServerName.map { "\n    tls-server-name: \($0)" } ?? "")
             users:
             - name: \(userName)
               user:
