@@ -54,8 +54,17 @@ import Workflows
         #expect(manifests.contains("timeout: 2s"))
         try manifests.write(toFile: work + "/fleet.yaml", atomically: true, encoding: .utf8)
         try await supervisor.ensureRunning()
-        let apply = try await runCapstan(["apply", "-f", "catalog.yaml", "-f", "fleet.yaml", "--data-dir", data], in: work)
-        #expect(apply.status == 0, "apply: \(apply.stderr)")
+        // serve creates the log as it starts; an apply before that finds nothing to append to
+        // (seen under load: "its databases are not created yet"), so it is tried again, bounded.
+        let arguments = ["apply", "-f", "catalog.yaml", "-f", "fleet.yaml", "--data-dir", data]
+        var apply = try await runCapstan(arguments, in: work)
+        let created = ContinuousClock.now + .seconds(120)
+        while apply.status != 0, apply.stderr.contains("not created yet"), ContinuousClock.now < created {
+            try await Task.sleep(for: .milliseconds(100))
+            apply = try await runCapstan(arguments, in: work)
+        }
+        // Required: without the fleet applied, every wait below would run to its 900 s bound.
+        try #require(apply.status == 0, "apply: \(apply.stderr)")
         try await ServeControllerProofTests.waitFleet(data, "v1.33.0 provisioned", supervisor: supervisor) {
             ServeControllerProofTests.atVersion($0, names: [cluster], version: "v1.33.0", replicas: 3)
         }
