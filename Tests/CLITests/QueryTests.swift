@@ -154,7 +154,7 @@ import Workflows
         let inbox = try EventLogReader(directory: EventLogStore.inboxDirectory(of: fleet.directory))
         let messages = try inbox.readAll(after: .start).compactMap { try InboxMessage.decode($0) }
         #expect(messages == [.signal(workflowID: "delete/default/prod-md-0-y", name: "pause", payload: "")])
-        for event in try inbox.readAll(after: .start) { fleet.core.handleInbox(event, now: fleet.time(60)) }
+        for event in try inbox.readAll(after: .start) { try fleet.core.handleInbox(event, now: fleet.time(60)) }
         try await fleet.flush()
         let show = try await capstan(["get", "workflows", "-l", "capstan.dev/status=paused", "-o", "name"] + d)
         #expect(show.stdout == "workflow/delete/default/prod-md-0-y\nworkflow/delete/default/prod-md-0-z\n", "\(show.stdout)")

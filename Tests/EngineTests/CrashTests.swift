@@ -61,6 +61,11 @@ import Testing
         process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL
     }
 
+    /// The ledger is a file with one line per application (it counts, it does not dedupe); the
+    /// driver's executor checks it by key before applying, as the real executors create by a
+    /// deterministic name. Seen failing, on purpose (2026-12-02): with the executor's check
+    /// off (`CAPSTAN_CRASH_EXECUTOR_NOT_IDEMPOTENT=1 swift test --filter killAndRestart`),
+    /// "effects applied more than once" listed the steps in flight at a kill, each at 2.
     @Test("Crash: SIGKILL at every failpoint and at random: all workflows complete, each effect once")
     func killAndRestart() async throws {
         let directory = try Self.temporaryDirectory("engine-crash")

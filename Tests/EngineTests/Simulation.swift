@@ -255,7 +255,7 @@ struct SimulationRun {
 
     mutating func deliverInbox() {
         for event in store.readAll(after: core.inboxPosition) where event.streamID == InboxMessage.stream {
-            core.handleInbox(event, now: now)
+            do { try core.handleInbox(event, now: now) } catch { violation("inbox request not handled: \(error)") }
         }
     }
 

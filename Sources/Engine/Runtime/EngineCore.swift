@@ -99,7 +99,8 @@ public final class EngineCore {
     public let options: Options
     private let definitions: [String: WorkflowDefinition]
     /// Whether a workflow id was ever used (a finished run's stream), asked of the store.
-    private let idIsTaken: (String) -> Bool
+    /// It throws when the store cannot answer: that is never taken as an answer.
+    private let idIsTaken: (String) throws -> Bool
     private var random: SplitMix64
 
     private(set) var instances: [String: Instance] = [:]
@@ -152,8 +153,9 @@ public final class EngineCore {
 
     /// - Parameters:
     ///   - workflows: the workflow types this engine runs.
-    ///   - idIsTaken: whether a workflow id has a stream already (finished runs included).
-    public init(workflows: [WorkflowDefinition], options: Options, idIsTaken: @escaping (String) -> Bool) {
+    ///   - idIsTaken: whether a workflow id has a stream already (finished runs included);
+    ///     it throws when the store cannot tell.
+    public init(workflows: [WorkflowDefinition], options: Options, idIsTaken: @escaping (String) throws -> Bool) {
         var byType: [String: WorkflowDefinition] = [:]
         for definition in workflows {
             precondition(byType[definition.type] == nil, "workflow type \(definition.type) registered twice")
@@ -170,7 +172,8 @@ public final class EngineCore {
     /// Starts a run of workflow `type` with id `workflowID`.
     ///
     /// - Throws: ``EngineError`` `.alreadyRunning` naming the run that holds `uniqueKey`,
-    ///   `.workflowExists` when the id was used, `.unknownWorkflowType`, `.stopped`.
+    ///   `.workflowExists` when the id was used, `.unknownWorkflowType`, `.stopped`,
+    ///   `.storeFailure` when the store cannot tell whether the id was used.
     public func start(workflowID: String, type: String, input: String, uniqueKey: String? = nil, now: Timestamp) throws {
         guard !dispatchStopped else { throw EngineError(.stopped, "the engine is stopping; workflow \(workflowID) not started") }
         guard let definition = definitions[type] else {
@@ -188,7 +191,7 @@ public final class EngineCore {
             throw EngineError(.alreadyRunning, "unique key \(key) is held by running workflow \(holder); \(workflowID) not started")
         }
         guard instances[workflowID] == nil, finished[workflowID] == nil, !finishedInLastBatch.contains(workflowID),
-            unfoldable[workflowID] == nil, !idIsTaken(workflowID)
+            unfoldable[workflowID] == nil, try !isTakenInStore(workflowID)
         else {
             throw EngineError(.workflowExists, "workflow \(workflowID) exists already; workflow ids are never reused")
         }
@@ -381,8 +384,13 @@ public final class EngineCore {
     }
 
     /// Handles an event of the signal inbox stream at `position` (once per position).
-    public func handleInbox(_ recorded: RecordedEvent, now: Timestamp) {
+    ///
+    /// - Throws: ``EngineError`` `.storeFailure` when a start cannot be checked against the
+    ///   store; the request is then not consumed (the inbox position stays before it), so a
+    ///   restarted engine handles it again.
+    public func handleInbox(_ recorded: RecordedEvent, now: Timestamp) throws {
         guard recorded.position > inboxPosition else { return }
+        let positionBefore = (inboxPosition, inboxPositionDirty)
         inboxPosition = recorded.position
         inboxPositionDirty = true
         let message: InboxMessage?
@@ -399,7 +407,12 @@ public final class EngineCore {
             }
         case .start(let workflowID, let type, let input, let uniqueKey):
             // The CLI checks the state database for the result; the operator hears of a refusal.
-            do { try start(workflowID: workflowID, type: type, input: input, uniqueKey: uniqueKey, now: now) } catch {
+            do { try start(workflowID: workflowID, type: type, input: input, uniqueKey: uniqueKey, now: now) } catch let error
+                as EngineError where error.code == .storeFailure
+            {
+                (inboxPosition, inboxPositionDirty) = positionBefore
+                throw error
+            } catch {
                 pendingNotices.append(
                     "inbox start of \(workflowID) at position \(recorded.position) refused: \((error as? EngineError)?.message ?? "\(error)")")
             }
@@ -1081,15 +1094,28 @@ public final class EngineCore {
         emit(.workflowStarted(start), to: workflowID, now: now)
     }
 
+    /// Asks the store whether `workflowID` has a stream; its error becomes `.storeFailure`.
+    private func isTakenInStore(_ workflowID: String) throws -> Bool {
+        do { return try idIsTaken(workflowID) } catch {
+            throw EngineError(.storeFailure, "workflow \(workflowID): cannot tell whether the id was used: \(error)")
+        }
+    }
+
     private func startChild(_ request: ChildRequest, parentID: String, now: Timestamp) {
         emit(.childStarted(childID: request.workflowID, type: request.type), to: parentID, now: now)
         guard let definition = definitions[request.type] else {
             emit(.childFailed(childID: request.workflowID, reason: "no workflow type named \(request.type)"), to: parentID, now: now)
             return
         }
+        let takenInStore: Bool
+        do { takenInStore = try isTakenInStore(request.workflowID) } catch {
+            // The parent sees why its child did not start, in its history, rather than a
+            // read error silently taken as "the id exists".
+            emit(.childFailed(childID: request.workflowID, reason: (error as? EngineError)?.message ?? "\(error)"), to: parentID, now: now)
+            return
+        }
         guard instances[request.workflowID] == nil, finished[request.workflowID] == nil,
-            !finishedInLastBatch.contains(request.workflowID), unfoldable[request.workflowID] == nil,
-            !idIsTaken(request.workflowID)
+            !finishedInLastBatch.contains(request.workflowID), unfoldable[request.workflowID] == nil, !takenInStore
         else {
             emit(.childFailed(childID: request.workflowID, reason: "workflow id \(request.workflowID) exists already"), to: parentID, now: now)
             return

@@ -86,7 +86,7 @@ public actor WorkflowEngine: Service {
         self.tailsInbox = tailsInbox
         self.logger = logger
         let core = EngineCore(workflows: workflows, options: options) { workflowID in
-            (try? store.streamExists(.forWorkflow(workflowID))) ?? true
+            try store.streamExists(.forWorkflow(workflowID))
         }
         let began = ContinuousClock.now
         let snapshots = try store.stateEntries(withPrefix: StateKey.runningPrefix)
@@ -328,7 +328,7 @@ public actor WorkflowEngine: Service {
 
     private func inboxLoop() async throws {
         for try await event in store.tail(InboxMessage.stream, after: core.inboxPosition) {
-            core.handleInbox(event, now: clock.now())
+            try core.handleInbox(event, now: clock.now())
             notify()
         }
     }

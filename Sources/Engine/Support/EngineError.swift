@@ -11,6 +11,8 @@ public struct EngineError: Error, Sendable, CustomStringConvertible {
         public static let unknownWorkflowType = Code(name: "unknownWorkflowType")
         /// A stored event or snapshot cannot be read.
         public static let corruptHistory = Code(name: "corruptHistory")
+        /// The store failed to answer (a read error); nothing was decided on its behalf.
+        public static let storeFailure = Code(name: "storeFailure")
         /// The engine is stopping or stopped.
         public static let stopped = Code(name: "stopped")
         /// Bad input from a caller; the message names the field.

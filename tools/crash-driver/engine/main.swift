@@ -93,9 +93,11 @@ final class EffectLedger: Sendable {
     }
 
     /// Applies the effect of `key` unless it was applied already; true when applied now.
-    func apply(_ key: String) throws -> Bool {
+    /// `checked: false` applies it anyway: the broken executor that shows the crash test can
+    /// fail (`CAPSTAN_CRASH_EXECUTOR_NOT_IDEMPOTENT=1`).
+    func apply(_ key: String, checked: Bool = true) throws -> Bool {
         try applied.withLock { applied in
-            guard !applied.contains(key) else { return false }
+            guard !checked || !applied.contains(key) else { return false }
             let line = Array((key + "\n").utf8)
             let written = line.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
             guard written == line.count, fsync(descriptor) == 0 else { throw DriverError("effect ledger write failed: errno \(errno)") }
@@ -152,6 +154,7 @@ func run() async throws {
     let store = try await EventLogStore.open(log: log, logger: logger)
     let ledger = try EffectLedger(path: arguments.directory + "/effects.log")
     let delay = arguments.activityDelayMilliseconds
+    let checked = getenv("CAPSTAN_CRASH_EXECUTOR_NOT_IDEMPOTENT").map { String(cString: $0) } != "1"
     let executors: [String: ActivityExecutor] = [
         "effect": { context in
             if delay > 0 { try await Task.sleep(for: .milliseconds(Int.random(in: 0...delay))) }
@@ -159,7 +162,7 @@ func run() async throws {
             if context.attempt == 1 && context.idempotencyKey.utf8.reduce(0, { $0 &+ Int($1) }) % 4 == 0 {
                 throw ActivityFailure(kind: "flaky", message: "first attempt of \(context.idempotencyKey) fails")
             }
-            return try ledger.apply(context.idempotencyKey) ? "applied" : "already applied"
+            return try ledger.apply(context.idempotencyKey, checked: checked) ? "applied" : "already applied"
         }
     ]
     let engine = try WorkflowEngine(
