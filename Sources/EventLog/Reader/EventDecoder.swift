@@ -5,7 +5,7 @@ import Synchronization
 /// (they never change once written) and loaded dictionaries (kept forever).
 final class ReaderCaches: Sendable {
     struct Tables: Sendable {
-        var streams: [StreamID?] = []
+        var streams = PagedTable<StreamID>()
         var eventTypes: [String?] = []
         var actors: [String?] = []
         var dictionaries: [UInt32: CompressionDictionary] = [:]
@@ -35,7 +35,10 @@ final class EventDecoder {
     /// Decompressed payload bytes and stored payload bytes, for stats.
     private(set) var lastStoredPayloadCount = 0
 
-    init(caches: ReaderCaches, decompressor: ZstdDecompressor) {
+    init(caches: ReaderCaches, decompressor: ZstdDecompressor, lenderCount: Int = EventDecoder.scanLenderCount) {
+        precondition(lenderCount > 0 && lenderCount & (lenderCount - 1) == 0, "lenderCount must be a power of two")
+        self.lenderCount = lenderCount
+        lenderMask = UInt64(lenderCount - 1)
         self.caches = caches
         self.decompressor = decompressor
         self.tables = caches.tables.withLock { $0 }
@@ -51,9 +54,11 @@ final class EventDecoder {
     }
 
     /// Runs `body` with a decoder and a pooled decompression context.
-    static func with<R>(_ caches: ReaderCaches, _ body: (EventDecoder) throws -> R) throws -> R {
+    static func with<R>(
+        _ caches: ReaderCaches, lenderCount: Int = EventDecoder.scanLenderCount, _ body: (EventDecoder) throws -> R
+    ) throws -> R {
         try caches.decompressors.with { (decompressor: ZstdDecompressor) throws -> R in
-            let decoder = EventDecoder(caches: caches, decompressor: decompressor)
+            let decoder = EventDecoder(caches: caches, decompressor: decompressor, lenderCount: lenderCount)
             defer { decoder.finish() }
             return try body(decoder)
         }
@@ -63,7 +68,7 @@ final class EventDecoder {
         guard learned else { return }
         let tables = self.tables
         caches.tables.withLock { shared in
-            if tables.streams.count > shared.streams.count { shared.streams = tables.streams }
+            if tables.streams.capacity > shared.streams.capacity { shared.streams = tables.streams }
             if tables.eventTypes.count > shared.eventTypes.count { shared.eventTypes = tables.eventTypes }
             if tables.actors.count > shared.actors.count { shared.actors = tables.actors }
             shared.dictionaries.merge(tables.dictionaries) { current, _ in current }
@@ -118,20 +123,24 @@ final class EventDecoder {
     /// Allocated on first use, so a read of a few events does not pay for the whole ring.
     @exclusivity(unchecked) private var lenders: [Lender] = []
     /// A power of two: the slot is the position's low bits (a mask, not a 64-bit division, twice
-    /// per event).
-    private static let lenderCount = 8192
-    private static let lenderMask = UInt64(lenderCount - 1)
+    /// per event). A scan's references reach back through recent positions; a point read of
+    /// one stream meets few, and a ring of 8,192 (320 KiB, zeroed) per read cost more than the
+    /// read itself (100,000 stream reads at recovery zeroed 32 GB). A miss reads the event.
+    static let scanLenderCount = 8192
+    static let pointReadLenderCount = 16
+    private let lenderCount: Int
+    private let lenderMask: UInt64
 
     private func remember(_ position: UInt64, _ envelope: Envelope) {
         var correlation: EventID?
         if case .inline(let id) = envelope.correlation { correlation = id }
-        if lenders.isEmpty { lenders = Array(repeating: Lender(), count: Self.lenderCount) }
-        lenders[Int(position & Self.lenderMask)] = Lender(position: position, id: envelope.id, correlation: correlation)
+        if lenders.isEmpty { lenders = Array(repeating: Lender(), count: lenderCount) }
+        lenders[Int(position & lenderMask)] = Lender(position: position, id: envelope.id, correlation: correlation)
     }
 
     private func lender(_ position: UInt64, for referrer: LogPosition, _ txn: ReadTransaction) throws -> Lender {
-        if lenders.isEmpty { lenders = Array(repeating: Lender(), count: Self.lenderCount) }
-        let slot = Int(position & Self.lenderMask)
+        if lenders.isEmpty { lenders = Array(repeating: Lender(), count: lenderCount) }
+        let slot = Int(position & lenderMask)
         if lenders[slot].position == position { return lenders[slot] }
         guard let bytes = try txn.get(txn.dbs.events, Keys.position(position)) else {
             throw EventLogError.corrupt(referrer, "refers to position \(position), which holds no event")
@@ -170,9 +179,9 @@ final class EventDecoder {
 
     func stream(_ number: UInt32, _ position: LogPosition, _ txn: ReadTransaction) throws -> StreamID {
         let index = Int(number)
-        if index < tables.streams.count, let cached = tables.streams[index] { return cached }
+        if let cached = tables.streams[index] { return cached }
         try readStreams(from: number, txn)
-        if index < tables.streams.count, let cached = tables.streams[index] { return cached }
+        if let cached = tables.streams[index] { return cached }
         throw EventLogError.corrupt(
             position, "\(NameKind.stream.label) number \(number) is not in the names table", damage: .missingName)
     }
@@ -188,9 +197,6 @@ final class EventDecoder {
                 number - first < 1 << 20
             else { break }
             let index = Int(number)
-            if tables.streams.count <= index {
-                tables.streams += Array(repeating: nil, count: index + 1 - tables.streams.count)
-            }
             if tables.streams[index] == nil {
                 tables.streams[index] = StreamID(String(decoding: current.value, as: UTF8.self))
             }
@@ -246,3 +252,30 @@ final class EventDecoder {
 
 @available(*, unavailable)
 extension EventDecoder: Sendable {}
+
+/// A table of names by dense number, in pages of ``pageSize``: a decoder works on its own copy
+/// of the shared table, so learning one name copies one page and the page list, never the
+/// whole table. (With one flat array, each point read that met an unknown stream copied and
+/// later freed every cached name: recovery of 100,000 workflows, which reads their streams in
+/// key order, spent 37 s doing that.)
+struct PagedTable<Element: Sendable>: Sendable {
+    static var pageSize: Int { 1024 }
+    private var pages: [[Element?]] = []
+
+    /// Numbers below this have a slot (filled or not).
+    var capacity: Int { pages.count * Self.pageSize }
+
+    subscript(index: Int) -> Element? {
+        get {
+            let page = index / Self.pageSize
+            guard index >= 0, page < pages.count else { return nil }
+            return pages[page][index % Self.pageSize]
+        }
+        set {
+            precondition(index >= 0, "negative name number \(index)")
+            let page = index / Self.pageSize
+            while pages.count <= page { pages.append(Array(repeating: nil, count: Self.pageSize)) }
+            pages[page][index % Self.pageSize] = newValue
+        }
+    }
+}

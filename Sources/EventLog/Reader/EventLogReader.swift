@@ -52,7 +52,7 @@ public final class EventLogReader: Sendable {
         guard maxCount > 0 else { return [] }
         return try environment.read { txn in
             guard let number = try txn.number(of: stream.rawValue, kind: .stream) else { return [] }
-            return try EventDecoder.with(environment.caches) { decoder in
+            return try EventDecoder.with(environment.caches, lenderCount: EventDecoder.pointReadLenderCount) { decoder in
                 var events: [RecordedEvent] = []
                 try txn.forEachPosition(ofStream: number, from: from.rawValue) { revision, position in
                     guard let bytes = try txn.get(txn.dbs.events, Keys.position(position.rawValue)) else {
