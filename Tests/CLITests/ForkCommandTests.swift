@@ -88,7 +88,7 @@ import Testing
                 ])
             fleet.core.readStream = { [log = fleet.log] in try log.reader.readStream($0) }
             let before = fleet.dispatches.count
-            for event in events { fleet.core.handleInbox(event, now: fleet.time(90)) }
+            for event in events { try fleet.core.handleInbox(event, now: fleet.time(90)) }
             try await fleet.flush()
             let calls = fleet.dispatches[before...].map { "\($0.key.idempotencyKey)#\($0.attempt)" }.sorted()
             // Break on purpose (seen failing): with the pending `ActivityScheduled` not

@@ -249,9 +249,9 @@ import Testing
         let inbox = store.readAll(after: .start).filter { $0.streamID == InboxMessage.stream }
         #expect(try inbox.map { try InboxMessage.decode($0) } == [message, bare, refused])
         #expect(inbox.first?.type == "WorkflowForkRequested")
-        core.handleInbox(inbox[0], now: Self.at(50))
-        core.handleInbox(inbox[0], now: Self.at(51))  // once per position
-        core.handleInbox(inbox[2], now: Self.at(52))
+        try core.handleInbox(inbox[0], now: Self.at(50))
+        try core.handleInbox(inbox[0], now: Self.at(51))  // once per position
+        try core.handleInbox(inbox[2], now: Self.at(52))
         var notices: [String] = []
         while let batch = core.takeBatch() {
             notices += batch.notices

@@ -330,7 +330,7 @@ public final class EngineCore {
             throw EngineError(.alreadyRunning, "\(what): unique key \(key) is held by running workflow \(holder)")
         }
         guard instances[newID] == nil, finished[newID] == nil, !finishedInLastBatch.contains(newID), unfoldable[newID] == nil,
-            !idIsTaken(newID)
+            try !isTakenInStore(newID)
         else {
             throw EngineError(.workflowExists, "\(what): workflow \(newID) exists already; workflow ids are never reused")
         }
@@ -421,6 +421,13 @@ public final class EngineCore {
                 try fork(
                     workflowID: workflowID, run: run, throughRevision: throughRevision, newID: newID,
                     signal: name.map { (name: $0, payload: payload) }, now: now)
+            } catch let error as EngineError where error.code == .storeFailure {
+                (inboxPosition, inboxPositionDirty) = positionBefore
+                throw error
+            } catch let error where !(error is EngineError) {
+                // The old stream could not be read: a store error, not a refusal.
+                (inboxPosition, inboxPositionDirty) = positionBefore
+                throw EngineError(.storeFailure, "inbox fork of \(workflowID) at position \(recorded.position): \(error)")
             } catch {
                 pendingNotices.append(
                     "inbox fork at position \(recorded.position) refused: \((error as? EngineError)?.message ?? "\(error)")")
