@@ -7,6 +7,7 @@ struct Validator {
     let inputs: [ObjectKey: Manifest]
     var errors: [ManifestError] = []
     private var typed: [ObjectKey: DesiredSpec] = [:]
+    private var deploymentsByCluster: [ObjectKey: [ObjectKey]] = [:]
 
     init(after: [ObjectKey: DesiredObject], before: [ObjectKey: DesiredObject], inputs: [ObjectKey: Manifest]) {
         self.after = after
@@ -36,16 +37,28 @@ struct Validator {
         guard errors.isEmpty else { return }
         for key in inputs.keys.sorted() { checkReferences(key) }
         guard errors.isEmpty else { return }
-        for key in after.keys.sorted() where key.kind == "Cluster" && touches(cluster: key) { checkVersions(cluster: key) }
+        let touched = touchedClusters()
+        // Each cluster's deployments, found once (a scan and sort per cluster was quadratic).
+        for (mdKey, spec) in typed.sorted(by: { $0.key < $1.key }) {
+            guard case .machineDeployment(let deployment) = spec else { continue }
+            deploymentsByCluster[ObjectKey(kind: "Cluster", namespace: mdKey.namespace, name: deployment.clusterName), default: []]
+                .append(mdKey)
+        }
+        for key in after.keys.sorted() where key.kind == "Cluster" && touched.contains(key) { checkVersions(cluster: key) }
     }
 
-    /// Whether the input changes anything a cluster's version rules depend on.
-    func touches(cluster key: ObjectKey) -> Bool {
-        DesiredStatePlanner.clusters(of: key, in: after).contains(key.name)
-            && inputs.keys.contains { input in
-                input.namespace == key.namespace
-                    && (input == key || DesiredStatePlanner.clusters(of: input, in: after).contains(key.name))
+    /// The Clusters whose version rules the input can change: those it contains, and those
+    /// owning an object it contains (computed once: asked per cluster with a scan of every
+    /// input and object, it was cubic in the size of the apply).
+    func touchedClusters() -> Set<ObjectKey> {
+        let membership = ClusterMembership(after)
+        var touched = Set<ObjectKey>()
+        for input in inputs.keys {
+            for name in membership.clusters(of: input) {
+                touched.insert(ObjectKey(kind: "Cluster", namespace: input.namespace, name: name))
             }
+        }
+        return touched
     }
 
     mutating func require(_ from: ObjectKey, _ field: String, _ ref: ObjectReference?, kinds: [String]) {
@@ -124,10 +137,8 @@ struct Validator {
             report(controlPlaneKey, "spec.version", .downgrade,
                    "\(controlPlane.version) is older than the applied \(previous.version): Capstan never downgrades")
         }
-        for (mdKey, spec) in typed.sorted(by: { $0.key < $1.key }) {
-            guard mdKey.namespace == key.namespace, case .machineDeployment(let deployment) = spec,
-                deployment.clusterName == key.name, let version = deployment.version
-            else { continue }
+        for mdKey in deploymentsByCluster[key] ?? [] {
+            guard case .machineDeployment(let deployment)? = typed[mdKey], let version = deployment.version else { continue }
             let field = "spec.template.spec.version"
             if !catalog.contains(version) {
                 report(blame(mdKey), field, .versionNotInCatalog, notInCatalog(version))
