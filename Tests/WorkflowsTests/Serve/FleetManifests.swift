@@ -193,3 +193,18 @@ func runCapstan(_ arguments: [String], in directory: String, timeout: Duration =
     let err = (try? String(contentsOfFile: prefix + ".err", encoding: .utf8)) ?? ""
     return (process.terminationStatus, out, err)
 }
+
+/// `capstan apply` against a data directory whose log the serve child creates as it starts:
+/// an apply before that finds nothing to append to ("its databases are not created yet", seen
+/// under load), so it is tried again while that is the answer, for at most two minutes.
+func applyOnceServeCreatedLog(_ arguments: [String], in directory: String) async throws
+    -> (status: Int32, stdout: String, stderr: String)
+{
+    var result = try await runCapstan(arguments, in: directory)
+    let deadline = ContinuousClock.now + .seconds(120)
+    while result.status != 0, result.stderr.contains("not created yet"), ContinuousClock.now < deadline {
+        try await Task.sleep(for: .milliseconds(100))
+        result = try await runCapstan(arguments, in: directory)
+    }
+    return result
+}

@@ -51,7 +51,7 @@ import Glibc
             try FleetManifests.catalog(["v1.33.0"]).write(toFile: work + "/catalog.yaml", atomically: true, encoding: .utf8)
             try FleetManifests.cluster("m1", version: "v1.33.0", deployments: 1, replicas: 1)
                 .write(toFile: work + "/fleet.yaml", atomically: true, encoding: .utf8)
-            let apply = try await runCapstan(["apply", "-f", "catalog.yaml", "-f", "fleet.yaml", "--data-dir", data], in: work)
+            let apply = try await applyOnceServeCreatedLog(["apply", "-f", "catalog.yaml", "-f", "fleet.yaml", "--data-dir", data], in: work)
             #expect(apply.status == 0, "apply: \(apply.stderr)")
             try await ServeControllerProofTests.waitFleet(data, "provisioned", supervisor: supervisor, timeout: .seconds(120)) { fleet in
                 fleet.first?.controlPlane.ready == true && fleet.first?.deployments.first?.readyMachines == 1

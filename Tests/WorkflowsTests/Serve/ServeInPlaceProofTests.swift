@@ -58,7 +58,7 @@ import Workflows
                 .write(toFile: work + "/fleet.yaml", atomically: true, encoding: .utf8)
         }
         func apply() async throws {
-            let result = try await runCapstan(["apply", "-f", "catalog.yaml", "-f", "fleet.yaml", "--data-dir", data], in: work)
+            let result = try await applyOnceServeCreatedLog(["apply", "-f", "catalog.yaml", "-f", "fleet.yaml", "--data-dir", data], in: work)
             #expect(result.status == 0, "apply: \(result.stderr)")
         }
         func workers(_ version: String) -> ([ClusterSummary]) -> Bool {

@@ -57,12 +57,7 @@ import Workflows
         // serve creates the log as it starts; an apply before that finds nothing to append to
         // (seen under load: "its databases are not created yet"), so it is tried again, bounded.
         let arguments = ["apply", "-f", "catalog.yaml", "-f", "fleet.yaml", "--data-dir", data]
-        var apply = try await runCapstan(arguments, in: work)
-        let created = ContinuousClock.now + .seconds(120)
-        while apply.status != 0, apply.stderr.contains("not created yet"), ContinuousClock.now < created {
-            try await Task.sleep(for: .milliseconds(100))
-            apply = try await runCapstan(arguments, in: work)
-        }
+        let apply = try await applyOnceServeCreatedLog(arguments, in: work)
         // Required: without the fleet applied, every wait below would run to its 900 s bound.
         try #require(apply.status == 0, "apply: \(apply.stderr)")
         try await ServeControllerProofTests.waitFleet(data, "v1.33.0 provisioned", supervisor: supervisor) {

@@ -52,7 +52,7 @@ import Workflows
         func apply(cpuCores: Int) async throws {
             try FleetManifests.cluster(cluster, version: "v1.33.0", deployments: 1, replicas: 2, cpuCores: cpuCores)
                 .write(toFile: work + "/fleet.yaml", atomically: true, encoding: .utf8)
-            let result = try await runCapstan(["apply", "-f", "catalog.yaml", "-f", "fleet.yaml", "--data-dir", data], in: work)
+            let result = try await applyOnceServeCreatedLog(["apply", "-f", "catalog.yaml", "-f", "fleet.yaml", "--data-dir", data], in: work)
             #expect(result.status == 0, "apply: \(result.stderr)")
         }
         func machines(_ names: Set<String>) -> ([ClusterSummary]) -> Bool {
