@@ -351,30 +351,16 @@ public final class EngineCore {
         emit(.workflowStarted(start), to: newID, now: copied[0].at)
         for stamped in copied.dropFirst() { emit(stamped.event, to: newID, now: stamped.at) }
 
-        // Open work at the cut goes on as after a restart there.
-        let record = instances[newID]!.record
-        for (activityID, activity) in record.activities.sorted(by: { $0.key < $1.key }) {
-            let key = ActivityKey(workflowID: newID, activityID: activityID)
-            switch activity.phase {
-            case .running:
-                // That attempt's end lies past the cut: here it never ended. It counts as
-                // interrupted (not against the retry budget) and runs again as a new attempt.
-                settle(
-                    .failure(
-                        ActivityFailure(
-                            kind: ActivityFailure.interruptedKind,
-                            message: "forked from \(workflowID) at revision \(throughRevision) while attempt \(activity.attempt) ran")),
-                    of: key, attempt: activity.attempt, now: now)
-            case .scheduled:
-                waiting.append(key)
-            case .backoff:
-                armRetry(key, failedAttempt: activity.attempt, at: activity.nextRetryAt ?? now)
-            case .completed, .failed:
-                break
-            }
-        }
-        for (timerID, timer) in record.timers.sorted(by: { $0.key < $1.key }) where !timer.fired {
-            armTimer(newID, timerID, at: timer.fireAt)
+        // Open work at the cut goes on as after a restart there. An attempt running at the
+        // cut never ended here: it counts as interrupted (not against the retry budget) and
+        // runs again as a new attempt.
+        resumeOpenWork(of: instances[newID]!.record, now: now) { key, attempt in
+            settle(
+                .failure(
+                    ActivityFailure(
+                        kind: ActivityFailure.interruptedKind,
+                        message: "forked from \(workflowID) at revision \(throughRevision) while attempt \(attempt) ran")),
+                of: key, attempt: attempt, now: now)
         }
         if let signal {
             self.signal(workflowID: newID, name: signal.name, payload: signal.payload, now: now)
@@ -767,26 +753,10 @@ public final class EngineCore {
             if let unique = record.uniqueKey { uniqueKeys[unique] = record.workflowID }
             // A quarantined run keeps its place (and unique key) but nothing of it runs.
             guard record.quarantine == nil else { continue }
-            for (activityID, activity) in record.activities.sorted(by: { $0.key < $1.key }) {
-                let key = ActivityKey(workflowID: record.workflowID, activityID: activityID)
-                switch activity.phase {
-                case .running:
-                    // Started and unfinished: the process stopped during the attempt. It counts
-                    // as a failed attempt, retried under the policy as a new attempt (the
-                    // executor is idempotent by key), so an activity that crashes the process
-                    // does not retry forever.
-                    interrupted.append((key, activity.attempt))
-                case .scheduled:
-                    waiting.append(key)
-                case .backoff:
-                    armRetry(key, failedAttempt: activity.attempt, at: activity.nextRetryAt ?? now)
-                case .completed, .failed:
-                    break
-                }
-            }
-            for (timerID, timer) in record.timers.sorted(by: { $0.key < $1.key }) where !timer.fired {
-                armTimer(record.workflowID, timerID, at: timer.fireAt)
-            }
+            // Started and unfinished: the process stopped during the attempt. It counts as a
+            // failed attempt, retried under the policy as a new attempt (the executor is
+            // idempotent by key), so an activity that crashes the process does not retry forever.
+            resumeOpenWork(of: record, now: now) { key, attempt in interrupted.append((key, attempt)) }
         }
         for (key, attempt) in interrupted {
             settle(
@@ -1105,6 +1075,28 @@ public final class EngineCore {
     private func isTakenInStore(_ workflowID: String) throws -> Bool {
         do { return try idIsTaken(workflowID) } catch {
             throw EngineError(.storeFailure, "workflow \(workflowID): cannot tell whether the id was used: \(error)")
+        }
+    }
+
+    /// Puts a rebuilt run's open work back in motion, as after a restart: scheduled attempts
+    /// wait for a slot, backoffs re-arm their retry, unfired timers re-arm; an attempt that
+    /// was running goes to `running` (recovery and fork settle it differently).
+    private func resumeOpenWork(of record: WorkflowRecord, now: Timestamp, running: (ActivityKey, Int) -> Void) {
+        for (activityID, activity) in record.activities.sorted(by: { $0.key < $1.key }) {
+            let key = ActivityKey(workflowID: record.workflowID, activityID: activityID)
+            switch activity.phase {
+            case .running:
+                running(key, activity.attempt)
+            case .scheduled:
+                waiting.append(key)
+            case .backoff:
+                armRetry(key, failedAttempt: activity.attempt, at: activity.nextRetryAt ?? now)
+            case .completed, .failed:
+                break
+            }
+        }
+        for (timerID, timer) in record.timers.sorted(by: { $0.key < $1.key }) where !timer.fired {
+            armTimer(record.workflowID, timerID, at: timer.fireAt)
         }
     }
 
